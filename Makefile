@@ -1,0 +1,39 @@
+# Every target creates .venv when it is missing, so a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ./data
+SHARDS ?= 4
+# The fast Serve ingress (see docs); harmless until the HTTP app is deployed.
+export RAY_SERVE_ENABLE_HA_PROXY ?= 1
+export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
+
+.PHONY: run stop test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/inventory up --data-dir $(DATA_DIR) --shards $(SHARDS)
+
+stop: $(BIN)/.installed
+	$(BIN)/inventory down
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(BIN)/.installed lint
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.shard_throughput
+	$(BIN)/python -m bench.recovery
+	$(BIN)/python -m bench.memory
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,270 @@
+"""A Python client that creates or attaches to the shard actors of a data directory and routes
+commands to the shards that own them. The HTTP app, restock jobs, benchmarks and tests use it.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+
+from inventory_actors.config import ShardConfig
+from inventory_actors.domain import (
+    AdjustStock,
+    Command,
+    CommitHold,
+    ExtendHold,
+    HoldView,
+    InvalidCommand,
+    LineRequest,
+    ReleaseHold,
+    ReserveStock,
+    Result,
+    SetStock,
+    SkuView,
+    TransferStock,
+)
+from inventory_actors.errors import ShardUnavailable
+from inventory_actors.partitioning import (
+    PartitionMap,
+    load_or_create,
+    new_hold_id,
+    shard_path,
+    slot_of,
+)
+from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from inventory_actors.boundary import validate_command
+from inventory_actors.shard_actor import DEFAULT_NAMESPACE, ShardActor, shard_name
+
+CALL_TIMEOUT_SECONDS = 30.0
+
+
+class Pending:
+    """Submitted, not yet answered: one Ray call per shard involved."""
+
+    def __init__(
+        self,
+        outcomes: list[Outcome | None],
+        parts: list[tuple[int, list[int], Any]],
+        timeout_seconds: float,
+    ) -> None:
+        self._outcomes, self._parts, self._timeout = outcomes, parts, timeout_seconds
+
+    def wait(self) -> list[Outcome]:
+        for shard_id, indices, ref in self._parts:
+            try:
+                answer: list[Outcome] = ray.get(ref, timeout=self._timeout)
+            except RayError as error:
+                answer = [Outcome(_unavailable(shard_id, error))] * len(indices)
+            self._fill(indices, answer)
+        return self._outcomes  # type: ignore[return-value]
+
+    async def wait_async(self) -> list[Outcome]:
+        answers = await asyncio.gather(
+            *(self._answer_async(shard_id, len(indices), ref) for shard_id, indices, ref in self._parts)
+        )
+        for (_, indices, _), answer in zip(self._parts, answers, strict=True):
+            self._fill(indices, answer)
+        return self._outcomes  # type: ignore[return-value]
+
+    async def _answer_async(self, shard_id: int, size: int, ref: Any) -> list[Outcome]:
+        try:
+            answer: list[Outcome] = await asyncio.wait_for(ref, self._timeout)
+            return answer
+        except (RayError, TimeoutError) as error:
+            return [Outcome(_unavailable(shard_id, error))] * size
+
+    def _fill(self, indices: list[int], answer: list[Outcome]) -> None:
+        for index, outcome in zip(indices, answer, strict=True):
+            self._outcomes[index] = outcome
+
+
+def _unavailable(shard_id: int, error: BaseException) -> ShardUnavailable:
+    if isinstance(error, GetTimeoutError | TimeoutError):
+        return ShardUnavailable(shard_id, "shard did not answer in time; outcome unknown")
+    return ShardUnavailable(shard_id, f"shard is down or restarting: {type(error).__name__}")
+
+
+class InventoryClient:
+    """Routes commands and reads to the shard actors of one data directory."""
+
+    def __init__(
+        self,
+        partition: PartitionMap,
+        shards: list[Any],
+        call_timeout_seconds: float = CALL_TIMEOUT_SECONDS,
+    ) -> None:
+        self.partition = partition
+        self.shards = shards
+        self.call_timeout_seconds = call_timeout_seconds
+
+    @classmethod
+    def connect(
+        cls,
+        data_dir: Path | str,
+        *,
+        shard_count: int | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        config: ShardConfig | None = None,
+        call_timeout_seconds: float = CALL_TIMEOUT_SECONDS,
+        ray_address: str | None = None,
+    ) -> "InventoryClient":
+        """Create the shard actors of `data_dir`, or attach to the running ones."""
+        data_dir = Path(data_dir).resolve()
+        if not ray.is_initialized():
+            ray.init(address=ray_address, namespace=namespace, log_to_driver=False)
+        partition = load_or_create(data_dir, shard_count)
+        shards = [
+            ShardActor.options(  # type: ignore[attr-defined]
+                name=shard_name(shard_id),
+                namespace=namespace,
+                lifetime="detached",
+                get_if_exists=True,
+            ).remote(shard_id, str(shard_path(data_dir, shard_id)), config or ShardConfig())
+            for shard_id in range(partition.shard_count)
+        ]
+        paths = ray.get([shard.ping.remote() for shard in shards], timeout=120)
+        for shard_id, path in enumerate(paths):
+            if path != str(shard_path(data_dir, shard_id)):
+                raise RuntimeError(f"{shard_name(shard_id)} in {namespace!r} serves {path}")
+        return cls(partition, shards, call_timeout_seconds)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def shard_of(self, command: Command) -> int:
+        match command:
+            case AdjustStock() | SetStock() | TransferStock():
+                return self.partition.shard_of_sku(command.sku)
+            case ReserveStock(hold_id, lines, _, _):
+                home = self.partition.shard_of_hold(hold_id)
+                if any(self.partition.shard_of_sku(line.sku) != home for line in lines):
+                    raise InvalidCommand("every line of a hold must live on its home shard")
+                return home
+            case CommitHold(hold_id) | ReleaseHold(hold_id) | ExtendHold(hold_id, _):
+                return self.partition.shard_of_hold(hold_id)
+        raise InvalidCommand(f"{type(command).__name__} cannot be routed")
+
+    def submit(self, submissions: Sequence[Submission], validate: bool = True) -> Pending:
+        """Send each submission to its shard, one call per shard, without waiting."""
+        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        outcomes: list[Outcome | None] = [None] * len(submissions)
+        for index, sub in enumerate(submissions):
+            try:
+                if validate:
+                    validate_command(sub.command)
+                shard_id = self.shard_of(sub.command)
+            except InvalidCommand as error:
+                outcomes[index] = Outcome(error)
+                continue
+            indices, subs = groups.setdefault(shard_id, ([], []))
+            indices.append(index)
+            subs.append(sub)
+        parts = [
+            (shard_id, indices, self.shards[shard_id].execute.remote(subs))
+            for shard_id, (indices, subs) in groups.items()
+        ]
+        return Pending(outcomes, parts, self.call_timeout_seconds)
+
+    def execute(self, submissions: Sequence[Submission], validate: bool = True) -> list[Outcome]:
+        return self.submit(submissions, validate).wait()
+
+    def run(self, command: Command, idempotency_key: str | None = None) -> Result:
+        """Execute one command; raise its error if it failed."""
+        outcome = self.execute([Submission(command, idempotency_key)])[0]
+        if isinstance(outcome.value, Exception):
+            raise outcome.value
+        return outcome.value
+
+    # -- conveniences ----------------------------------------------------------------------
+
+    def adjust(
+        self, sku: str, location: str, delta: int, reason: str = "received",
+        reference: str | None = None, idempotency_key: str | None = None,
+    ) -> SkuView:
+        view = self.run(AdjustStock(sku, location, delta, reason, reference), idempotency_key)
+        assert isinstance(view, SkuView)
+        return view
+
+    def set_on_hand(
+        self, sku: str, location: str, on_hand: int, idempotency_key: str | None = None
+    ) -> SkuView:
+        view = self.run(SetStock(sku, location, on_hand), idempotency_key)
+        assert isinstance(view, SkuView)
+        return view
+
+    def reserve(
+        self, lines: Sequence[LineRequest], ttl_seconds: int = 900, reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> HoldView:
+        """Hold every line or none. With a key, a retry names the same hold."""
+        seed = idempotency_key.encode() if idempotency_key is not None else None
+        hold_id = new_hold_id(slot_of(lines[0].sku), seed)
+        command = ReserveStock(hold_id, tuple(lines), ttl_seconds * 1000, reference)
+        view = self.run(command, idempotency_key)
+        assert isinstance(view, HoldView)
+        return view
+
+    def commit(self, hold_id: str, idempotency_key: str | None = None) -> HoldView:
+        return self._hold(CommitHold(hold_id), idempotency_key)
+
+    def release(self, hold_id: str, idempotency_key: str | None = None) -> HoldView:
+        return self._hold(ReleaseHold(hold_id), idempotency_key)
+
+    def extend(self, hold_id: str, ttl_seconds: int) -> HoldView:
+        return self._hold(ExtendHold(hold_id, ttl_seconds * 1000), None)
+
+    def _hold(self, command: Command, idempotency_key: str | None) -> HoldView:
+        view = self.run(command, idempotency_key)
+        assert isinstance(view, HoldView)
+        return view
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
+        groups: dict[int, list[int]] = {}
+        for index, sku in enumerate(skus):
+            groups.setdefault(self.partition.shard_of_sku(sku), []).append(index)
+        refs = {
+            shard_id: self.shards[shard_id].get_skus.remote([skus[i] for i in indices])
+            for shard_id, indices in groups.items()
+        }
+        views: list[SkuView | None] = [None] * len(skus)
+        for shard_id, indices in groups.items():
+            answer = self._read(shard_id, refs[shard_id])
+            for index, view in zip(indices, answer, strict=True):
+                views[index] = view
+        return views
+
+    def get_sku(self, sku: str) -> SkuView | None:
+        return self.get_skus([sku])[0]
+
+    def get_hold(self, hold_id: str) -> HoldView | None:
+        shard_id = self.partition.shard_of_hold(hold_id)
+        view: HoldView | None = self._read(shard_id, self.shards[shard_id].get_hold.remote(hold_id))
+        return view
+
+    def status(self) -> list[ShardStatus | ShardUnavailable]:
+        refs = [shard.status.remote() for shard in self.shards]
+        answers: list[ShardStatus | ShardUnavailable] = []
+        for shard_id, ref in enumerate(refs):
+            try:
+                answers.append(ray.get(ref, timeout=self.call_timeout_seconds))
+            except RayError as error:
+                answers.append(_unavailable(shard_id, error))
+        return answers
+
+    def _read(self, shard_id: int, ref: Any) -> Any:
+        try:
+            return ray.get(ref, timeout=self.call_timeout_seconds)
+        except RayError as error:
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, ShardUnavailable):
+                raise cause from None
+            raise _unavailable(shard_id, error) from error
+
+    def shutdown(self) -> None:
+        """Stop the shard actors for good (their data stays on disk)."""
+        for shard in self.shards:
+            ray.kill(shard, no_restart=True)

@@ -1,0 +1,92 @@
+"""The pure domain of one shard: commands, events, errors, views and the ledger.
+
+Imports nothing from Ray, SQLite, FastAPI or the clock; time is passed in.
+"""
+
+from inventory_actors.domain.commands import (
+    AdjustStock,
+    Command,
+    CommitHold,
+    ExpireHolds,
+    ExtendHold,
+    LineRequest,
+    PruneHolds,
+    ReleaseHold,
+    ReserveStock,
+    SetStock,
+    TransferStock,
+)
+from inventory_actors.domain.errors import (
+    DomainError,
+    HoldExists,
+    HoldNotActive,
+    HoldNotFound,
+    InsufficientStock,
+    InvalidCommand,
+    InvariantViolation,
+    Shortage,
+    VersionConflict,
+)
+from inventory_actors.domain.events import (
+    Event,
+    HoldExtended,
+    HoldFinished,
+    HoldLine,
+    HoldPlaced,
+    HoldsPruned,
+    HoldStatus,
+    LevelImage,
+    StockAdjusted,
+    StockSet,
+    StockTransferred,
+)
+from inventory_actors.domain.ledger import Ledger
+from inventory_actors.domain.views import (
+    ExpiryResult,
+    HoldView,
+    LocationView,
+    PruneResult,
+    Result,
+    SkuView,
+)
+
+__all__ = [
+    "AdjustStock",
+    "Command",
+    "CommitHold",
+    "DomainError",
+    "Event",
+    "ExpireHolds",
+    "ExpiryResult",
+    "ExtendHold",
+    "HoldExists",
+    "HoldExtended",
+    "HoldFinished",
+    "HoldLine",
+    "HoldNotActive",
+    "HoldNotFound",
+    "HoldPlaced",
+    "HoldStatus",
+    "HoldView",
+    "HoldsPruned",
+    "InsufficientStock",
+    "InvalidCommand",
+    "InvariantViolation",
+    "Ledger",
+    "LevelImage",
+    "LineRequest",
+    "LocationView",
+    "PruneHolds",
+    "PruneResult",
+    "ReleaseHold",
+    "ReserveStock",
+    "Result",
+    "SetStock",
+    "Shortage",
+    "SkuView",
+    "StockAdjusted",
+    "StockSet",
+    "StockTransferred",
+    "TransferStock",
+    "VersionConflict",
+]

@@ -1,0 +1,36 @@
+"""Limits of the contract, in one place, so the boundary and the domain agree."""
+
+import re
+from typing import Final
+
+ID_PATTERN: Final = r"^[A-Za-z0-9._:/-]{1,128}$"
+ID_RE: Final = re.compile(ID_PATTERN)
+QUANTITY_MAX: Final = 1_000_000_000
+DELTA_MAX: Final = 1_000_000_000
+# No SKU-location may hold more than this; keeps every number a small, bounded integer.
+ON_HAND_MAX: Final = 1_000_000_000_000
+LINES_PER_HOLD_MAX: Final = 100
+TTL_MS_MIN: Final = 1_000
+TTL_MS_MAX: Final = 86_400_000
+REFERENCE_LENGTH_MAX: Final = 256
+HOLD_ID_LENGTH_MAX: Final = 64
+EXPIRE_PER_COMMAND_MAX: Final = 10_000
+PRUNE_PER_COMMAND_MAX: Final = 10_000
+
+REASONS: Final = frozenset(
+    {
+        "received",
+        "restock",
+        "returned",
+        "correction",
+        "cycle_count",
+        "damaged",
+        "shrinkage",
+        "other",
+    }
+)
+
+
+def is_valid_id(value: object) -> bool:
+    """True for a SKU or location id of the contract."""
+    return isinstance(value, str) and ID_RE.match(value) is not None

@@ -1,0 +1,85 @@
+"""Where a hold's units come from: summing lines, choosing locations, finding shortages."""
+
+from typing import Protocol
+
+from inventory_actors.domain import limits
+from inventory_actors.domain.commands import ReserveStock
+from inventory_actors.domain.errors import InsufficientStock, InvalidCommand, Shortage
+from inventory_actors.domain.events import HoldLine, HoldPlaced, LevelImage
+from inventory_actors.domain.state import Sku
+from inventory_actors.domain.validation import check_id, check_quantity
+
+
+class _Stock(Protocol):
+    skus: dict[str, Sku]
+
+    def images_after(
+        self, lines: tuple[HoldLine, ...], sign: int, sold: bool = False
+    ) -> tuple[LevelImage, ...]: ...
+
+
+def plan_hold(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
+    """The event that places `cmd`'s hold, or InsufficientStock naming every short line.
+
+    Lines of one SKU (and location) are summed before checking. A line without a location is
+    served whole from the location with the most units available after the explicit lines of
+    the same SKU; ties go to the location whose name sorts first.
+    """
+    pinned, floating = _sum_lines(cmd)
+    shortages: list[Shortage] = []
+    for (sku, location), quantity in pinned.items():
+        available = _available(stock, sku, location)
+        if quantity > available:
+            shortages.append(Shortage(sku, location, quantity, available))
+    chosen: dict[tuple[str, str], int] = dict(pinned)
+    for sku, quantity in floating.items():
+        location, available = _best_location(stock, sku, pinned)
+        if location is None or quantity > available:
+            shortages.append(Shortage(sku, None, quantity, available))
+            continue
+        key = (sku, location)
+        chosen[key] = chosen.get(key, 0) + quantity
+    if shortages:
+        raise InsufficientStock(tuple(shortages))
+    lines = tuple(HoldLine(sku, location, quantity) for (sku, location), quantity in chosen.items())
+    images = stock.images_after(lines, 1)
+    return HoldPlaced(cmd.hold_id, lines, now_ms + cmd.ttl_ms, cmd.reference, images)
+
+
+def _sum_lines(cmd: ReserveStock) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    if not isinstance(cmd.lines, tuple | list) or not cmd.lines:
+        raise InvalidCommand("a hold needs at least one line")
+    if len(cmd.lines) > limits.LINES_PER_HOLD_MAX:
+        raise InvalidCommand(f"a hold has at most {limits.LINES_PER_HOLD_MAX} lines")
+    pinned: dict[tuple[str, str], int] = {}
+    floating: dict[str, int] = {}
+    for line in cmd.lines:
+        check_id("sku", line.sku)
+        check_quantity(line.quantity)
+        if line.location is None:
+            floating[line.sku] = floating.get(line.sku, 0) + line.quantity
+        else:
+            check_id("location", line.location)
+            key = (line.sku, line.location)
+            pinned[key] = pinned.get(key, 0) + line.quantity
+    return pinned, floating
+
+
+def _available(stock: _Stock, sku_id: str, location: str) -> int:
+    sku = stock.skus.get(sku_id)
+    level = None if sku is None else sku.levels.get(location)
+    return 0 if level is None else level.on_hand - level.reserved
+
+
+def _best_location(
+    stock: _Stock, sku_id: str, pinned: dict[tuple[str, str], int]
+) -> tuple[str | None, int]:
+    sku = stock.skus.get(sku_id)
+    if sku is None:
+        return None, 0
+    best: tuple[str | None, int] = (None, 0)
+    for name, level in sorted(sku.levels.items()):
+        available = level.on_hand - level.reserved - pinned.get((sku_id, name), 0)
+        if best[0] is None or available > best[1]:
+            best = (name, available)
+    return best[0], max(best[1], 0)

@@ -1,0 +1,312 @@
+"""The mutable state of one shard's ledger and the only code that changes it: `apply(event)`.
+
+Applying an event sets the values it carries, so the state after a log replay is exactly the
+state the live shard held. Invariants are checked here, where values change.
+"""
+
+import heapq
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+from inventory_actors.domain.errors import InvariantViolation
+from inventory_actors.domain.events import (
+    Event,
+    HoldExtended,
+    HoldFinished,
+    HoldLine,
+    HoldPlaced,
+    HoldsPruned,
+    HoldStatus,
+    LevelImage,
+    StockAdjusted,
+    StockSet,
+    StockTransferred,
+)
+from inventory_actors.domain.limits import ON_HAND_MAX
+from inventory_actors.domain.views import HoldView, LocationView, SkuView
+
+# Snapshot rows, as plain lists so any encoder can carry them:
+#   sku row:  [sku, version, [[location, on_hand, reserved], ...]]
+#   hold row: [hold_id, status, expires_at_ms, reference, created_at_ms, finished_at_ms,
+#              [[sku, location, quantity], ...]]
+SnapshotRow = list[object]
+
+
+class Level:
+    """One SKU-location. Slots keep a million of them small."""
+
+    __slots__ = ("on_hand", "reserved")
+
+    def __init__(self, on_hand: int, reserved: int) -> None:
+        self.on_hand = on_hand
+        self.reserved = reserved
+
+
+class Sku:
+    __slots__ = ("levels", "version")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.levels: dict[str, Level] = {}
+
+
+class Hold:
+    __slots__ = (
+        "created_at_ms",
+        "expires_at_ms",
+        "finished_at_ms",
+        "hold_id",
+        "lines",
+        "reference",
+        "status",
+    )
+
+    def __init__(
+        self,
+        hold_id: str,
+        lines: tuple[HoldLine, ...],
+        expires_at_ms: int,
+        reference: str | None,
+        created_at_ms: int,
+    ) -> None:
+        self.hold_id = hold_id
+        self.lines = lines
+        self.expires_at_ms = expires_at_ms
+        self.reference = reference
+        self.created_at_ms = created_at_ms
+        self.status = HoldStatus.ACTIVE
+        self.finished_at_ms: int | None = None
+
+
+class LedgerState:
+    """SKUs, their levels and the holds of one shard."""
+
+    def __init__(self) -> None:
+        self.skus: dict[str, Sku] = {}
+        self.holds: dict[str, Hold] = {}
+        # Derived indexes, rebuilt after recovery: (expires_at_ms, hold_id) and finish order.
+        self.expiry_heap: list[tuple[int, str]] = []
+        self.finished: deque[tuple[int, str]] = deque()
+        self.level_count = 0
+        self.active_hold_count = 0
+        # During recovery a fuzzy snapshot may already lack a hold that a replayed record
+        # finishes or extends (it was pruned later in the log); that is expected, not a bug.
+        self.replaying = False
+        self._appliers = {
+            StockAdjusted: self._apply_adjusted,
+            StockSet: self._apply_set,
+            StockTransferred: self._apply_transferred,
+            HoldPlaced: self._apply_placed,
+            HoldFinished: self._apply_finished,
+            HoldExtended: self._apply_extended,
+            HoldsPruned: self._apply_pruned,
+        }
+
+    # -- applying events -------------------------------------------------------------------
+
+    def apply(self, event: Event, at_ms: int) -> None:
+        self._appliers[type(event)](event, at_ms)  # type: ignore[operator]
+
+    def _apply_adjusted(self, event: StockAdjusted, at_ms: int) -> None:
+        self.set_level(event.level)
+
+    def _apply_set(self, event: StockSet, at_ms: int) -> None:
+        self.set_level(event.level)
+
+    def _apply_transferred(self, event: StockTransferred, at_ms: int) -> None:
+        self.set_level(event.source)
+        self.set_level(event.target)
+
+    def _apply_placed(self, event: HoldPlaced, at_ms: int) -> None:
+        for image in event.levels:
+            self.set_level(image)
+        previous = self.holds.get(event.hold_id)
+        if previous is not None and previous.status is HoldStatus.ACTIVE:
+            self.active_hold_count -= 1
+        hold = Hold(event.hold_id, event.lines, event.expires_at_ms, event.reference, at_ms)
+        self.holds[event.hold_id] = hold
+        self.active_hold_count += 1
+        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
+
+    def _apply_finished(self, event: HoldFinished, at_ms: int) -> None:
+        for image in event.levels:
+            self.set_level(image)
+        hold = self.holds.get(event.hold_id)
+        if hold is None:
+            if self.replaying:
+                return
+            raise InvariantViolation(f"hold {event.hold_id} finished but never placed")
+        if hold.status is HoldStatus.ACTIVE:
+            self.active_hold_count -= 1
+        hold.status = HoldStatus(event.status)
+        hold.finished_at_ms = at_ms
+        self.finished.append((at_ms, hold.hold_id))
+
+    def _apply_extended(self, event: HoldExtended, at_ms: int) -> None:
+        hold = self.holds.get(event.hold_id)
+        if hold is None:
+            if self.replaying:
+                return
+            raise InvariantViolation(f"hold {event.hold_id} extended but never placed")
+        hold.expires_at_ms = event.expires_at_ms
+        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
+
+    def _apply_pruned(self, event: HoldsPruned, at_ms: int) -> None:
+        for hold_id in event.hold_ids:
+            hold = self.holds.pop(hold_id, None)
+            if hold is not None and hold.status is HoldStatus.ACTIVE:
+                self.active_hold_count -= 1
+
+    def set_level(self, image: LevelImage) -> None:
+        if not 0 <= image.reserved <= image.on_hand <= ON_HAND_MAX:
+            raise InvariantViolation(f"level out of bounds: {image}")
+        sku = self.skus.get(image.sku)
+        if sku is None:
+            sku = self.skus[image.sku] = Sku(image.version)
+        level = sku.levels.get(image.location)
+        if level is None:
+            sku.levels[image.location] = Level(image.on_hand, image.reserved)
+            self.level_count += 1
+        else:
+            level.on_hand = image.on_hand
+            level.reserved = image.reserved
+        sku.version = image.version
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def sku_view(self, sku_id: str) -> SkuView | None:
+        sku = self.skus.get(sku_id)
+        if sku is None:
+            return None
+        locations = tuple(
+            LocationView(name, level.on_hand, level.reserved)
+            for name, level in sorted(sku.levels.items())
+        )
+        return SkuView(sku_id, sku.version, locations)
+
+    def hold_view(self, hold_id: str, now_ms: int) -> HoldView | None:
+        hold = self.holds.get(hold_id)
+        if hold is None:
+            return None
+        return HoldView(
+            hold.hold_id,
+            self.status_at(hold, now_ms),
+            hold.lines,
+            hold.expires_at_ms,
+            hold.reference,
+            hold.created_at_ms,
+            hold.finished_at_ms,
+        )
+
+    @staticmethod
+    def status_at(hold: Hold, now_ms: int) -> HoldStatus:
+        """An active hold past its expiry already counts as expired, before the timer logs it."""
+        if hold.status is HoldStatus.ACTIVE and hold.expires_at_ms <= now_ms:
+            return HoldStatus.EXPIRED
+        return hold.status
+
+    def next_expiry_ms(self) -> int | None:
+        heap = self.expiry_heap
+        while heap:
+            expires_at_ms, hold_id = heap[0]
+            hold = self.holds.get(hold_id)
+            live = hold is not None and hold.status is HoldStatus.ACTIVE
+            if live and hold is not None and hold.expires_at_ms == expires_at_ms:
+                return expires_at_ms
+            heapq.heappop(heap)
+        return None
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def export_skus(self, sku_ids: Iterable[str]) -> list[SnapshotRow]:
+        rows: list[SnapshotRow] = []
+        for sku_id in sku_ids:
+            sku = self.skus.get(sku_id)
+            if sku is not None:
+                levels = [[name, lv.on_hand, lv.reserved] for name, lv in sku.levels.items()]
+                rows.append([sku_id, sku.version, levels])
+        return rows
+
+    def export_holds(self, hold_ids: Iterable[str]) -> list[SnapshotRow]:
+        rows: list[SnapshotRow] = []
+        for hold_id in hold_ids:
+            h = self.holds.get(hold_id)
+            if h is not None:
+                lines = [list(line) for line in h.lines]
+                rows.append(
+                    [h.hold_id, h.status.value, h.expires_at_ms, h.reference]
+                    + [h.created_at_ms, h.finished_at_ms, lines]
+                )
+        return rows
+
+    def load_skus(self, rows: Iterable[SnapshotRow]) -> None:
+        for sku_id, version, levels in rows:
+            sku = self.skus[sku_id] = Sku(version)  # type: ignore[index,arg-type]
+            for name, on_hand, reserved in levels:  # type: ignore[attr-defined]
+                sku.levels[name] = Level(on_hand, reserved)
+            self.level_count += len(sku.levels)
+
+    def load_holds(self, rows: Iterable[SnapshotRow]) -> None:
+        for hold_id, status, expires_at, reference, created_at, finished_at, lines in rows:
+            hold_lines = tuple(HoldLine(*line) for line in lines)  # type: ignore[attr-defined]
+            hold = Hold(hold_id, hold_lines, expires_at, reference, created_at)  # type: ignore[arg-type]
+            hold.status = HoldStatus(status)
+            hold.finished_at_ms = finished_at  # type: ignore[assignment]
+            self.holds[hold_id] = hold  # type: ignore[index]
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild what is derived from holds: counts, the expiry heap and the finish order."""
+        active = [h for h in self.holds.values() if h.status is HoldStatus.ACTIVE]
+        self.active_hold_count = len(active)
+        self.expiry_heap = [(h.expires_at_ms, h.hold_id) for h in active]
+        heapq.heapify(self.expiry_heap)
+        self.finished = deque(
+            sorted(
+                (h.finished_at_ms or 0, h.hold_id)
+                for h in self.holds.values()
+                if h.status is not HoldStatus.ACTIVE
+            )
+        )
+        self.level_count = sum(len(s.levels) for s in self.skus.values())
+
+    # -- invariants ------------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        """Check every rule over the whole state. O(levels + hold lines): for tests and recovery."""
+        held: dict[tuple[str, str], int] = {}
+        for hold in self.holds.values():
+            if hold.status is not HoldStatus.ACTIVE:
+                continue
+            for line in hold.lines:
+                key = (line.sku, line.location)
+                held[key] = held.get(key, 0) + line.quantity
+        for sku_id, sku, name, level in self.iter_levels():
+            if not 0 <= level.reserved <= level.on_hand <= ON_HAND_MAX:
+                raise InvariantViolation(f"{sku_id}@{name}: {level.on_hand}/{level.reserved}")
+            if held.pop((sku_id, name), 0) != level.reserved:
+                raise InvariantViolation(f"{sku_id}@{name}: reserved differs from active holds")
+            if sku.version < 1:
+                raise InvariantViolation(f"{sku_id}: version {sku.version}")
+        if held:
+            raise InvariantViolation(f"active holds on unknown levels: {sorted(held)[:5]}")
+        counted = sum(1 for h in self.holds.values() if h.status is HoldStatus.ACTIVE)
+        if counted != self.active_hold_count:
+            raise InvariantViolation("active hold count drifted")
+
+    def iter_levels(self) -> Iterator[tuple[str, Sku, str, Level]]:
+        for sku_id, sku in self.skus.items():
+            for name, level in sku.levels.items():
+                yield sku_id, sku, name, level
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """A comparable picture of the whole state, for tests of replay."""
+        skus = sorted(
+            (sid, s.version, tuple(sorted((n, lv.on_hand, lv.reserved) for n, lv in s.levels.items())))
+            for sid, s in self.skus.items()
+        )
+        holds = sorted(
+            (h.hold_id, h.status.value, h.lines, h.expires_at_ms, h.reference, h.created_at_ms,
+             h.finished_at_ms)
+            for h in self.holds.values()
+        )
+        return (tuple(skus), tuple(holds))

@@ -1,0 +1,54 @@
+"""Read models the ledger answers with. Immutable values, safe to send anywhere."""
+
+from typing import NamedTuple
+
+from inventory_actors.domain.events import HoldLine, HoldStatus
+
+
+class LocationView(NamedTuple):
+    location: str
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class SkuView(NamedTuple):
+    sku: str
+    version: int
+    locations: tuple[LocationView, ...]
+
+    @property
+    def on_hand(self) -> int:
+        return sum(level.on_hand for level in self.locations)
+
+    @property
+    def reserved(self) -> int:
+        return sum(level.reserved for level in self.locations)
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class HoldView(NamedTuple):
+    hold_id: str
+    status: HoldStatus
+    lines: tuple[HoldLine, ...]
+    expires_at_ms: int
+    reference: str | None
+    created_at_ms: int
+    finished_at_ms: int | None
+
+
+class ExpiryResult(NamedTuple):
+    expired: int
+
+
+class PruneResult(NamedTuple):
+    pruned: int
+
+
+Result = SkuView | HoldView | ExpiryResult | PruneResult

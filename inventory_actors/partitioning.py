@@ -1,0 +1,129 @@
+"""sku -> slot -> shard. The slot hash is stable across processes and versions (never Python's
+`hash()`); the slot -> shard map is persisted in the data directory, so shards can later be
+split or moved by rewriting the map.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+SLOT_COUNT = 4096
+MAP_FORMAT = 1
+SHARD_COUNT_MAX = 1024
+_HOLD_PREFIX = "r_"
+_HOLD_TOKEN_LENGTH = 20
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def slot_of(key: str) -> int:
+    """The slot of a SKU: CRC-32 of its UTF-8 bytes, modulo the slot count."""
+    return zlib.crc32(key.encode("utf-8")) % SLOT_COUNT
+
+
+def new_hold_id(slot: int, seed: bytes | None = None) -> str:
+    """A hold id that names its home slot: `r_` + 3 hex digits + 20 characters.
+
+    With `seed` (e.g. an idempotency key) the id is the same every time, so a retried reserve
+    is the same command.
+    """
+    raw = seed if seed is not None else secrets.token_bytes(20)
+    digest = int.from_bytes(hashlib.sha256(raw).digest(), "big")
+    token = "".join(_ALPHABET[(digest >> (5 * i)) % 36] for i in range(_HOLD_TOKEN_LENGTH))
+    return f"{_HOLD_PREFIX}{slot:03x}{token}"
+
+
+def slot_of_hold(hold_id: str) -> int:
+    """The home slot a hold id names; any other id hashes like a SKU."""
+    if hold_id.startswith(_HOLD_PREFIX) and len(hold_id) == 5 + _HOLD_TOKEN_LENGTH:
+        try:
+            slot = int(hold_id[2:5], 16)
+        except ValueError:
+            return slot_of(hold_id)
+        if slot < SLOT_COUNT:
+            return slot
+    return slot_of(hold_id)
+
+
+@dataclass(frozen=True)
+class PartitionMap:
+    """Which shard owns each slot."""
+
+    shard_count: int
+    slots: tuple[int, ...]
+
+    @classmethod
+    def initial(cls, shard_count: int) -> "PartitionMap":
+        if not 1 <= shard_count <= SHARD_COUNT_MAX:
+            raise ValueError(f"shard count must be 1 to {SHARD_COUNT_MAX}")
+        return cls(shard_count, tuple(slot % shard_count for slot in range(SLOT_COUNT)))
+
+    def __post_init__(self) -> None:
+        if len(self.slots) != SLOT_COUNT:
+            raise ValueError(f"a partition map has {SLOT_COUNT} slots, not {len(self.slots)}")
+        if any(not 0 <= shard < self.shard_count for shard in self.slots):
+            raise ValueError("a slot names a shard that does not exist")
+
+    def shard_of_sku(self, sku: str) -> int:
+        return self.slots[slot_of(sku)]
+
+    def shard_of_hold(self, hold_id: str) -> int:
+        return self.slots[slot_of_hold(hold_id)]
+
+    def shard_of_slot(self, slot: int) -> int:
+        return self.slots[slot]
+
+    def to_json(self) -> str:
+        body = {
+            "format": MAP_FORMAT,
+            "hash": "crc32-utf8",
+            "slot_count": SLOT_COUNT,
+            "shard_count": self.shard_count,
+            "slots": list(self.slots),
+        }
+        return json.dumps(body)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PartitionMap":
+        body = json.loads(text)
+        if body.get("format") != MAP_FORMAT or body.get("slot_count") != SLOT_COUNT:
+            raise ValueError("unsupported partition map")
+        return cls(int(body["shard_count"]), tuple(int(s) for s in body["slots"]))
+
+
+def map_path(data_dir: Path) -> Path:
+    return data_dir / "partition-map.json"
+
+
+def shard_path(data_dir: Path, shard_id: int) -> Path:
+    return data_dir / "shards" / f"shard-{shard_id:04d}.sqlite3"
+
+
+def load_or_create(data_dir: Path, shard_count: int | None) -> PartitionMap:
+    """The data directory's map; created with `shard_count` shards (default 4) on first use.
+    Asking for a different count later is an error: the count is fixed at creation."""
+    path = map_path(data_dir)
+    if path.exists():
+        existing = PartitionMap.from_json(path.read_text())
+        if shard_count is not None and shard_count != existing.shard_count:
+            raise ValueError(
+                f"{data_dir} was created with {existing.shard_count} shards, not {shard_count}"
+            )
+        return existing
+    created = PartitionMap.initial(4 if shard_count is None else shard_count)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w") as handle:
+        handle.write(created.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return created

@@ -1,0 +1,87 @@
+"""The shard actor: a thin Ray shell around ShardCore. One per SKU group, named
+`inventory-shard-<i>` in its namespace, detached, restarted forever, never retried."""
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import ray
+
+from inventory_actors.config import ShardConfig
+from inventory_actors.domain import HoldView, SkuView
+from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from inventory_actors.shard_core import ShardCore
+from persistence import SqliteShardStore
+
+ACTOR_NAME_PREFIX = "inventory-shard-"
+DEFAULT_NAMESPACE = "inventory"
+
+
+def shard_name(shard_id: int) -> str:
+    return f"{ACTOR_NAME_PREFIX}{shard_id}"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@ray.remote(
+    # Shards are mostly waiting on fsync; a quarter CPU each lets several share a small node.
+    num_cpus=0.25,
+    # A crashed shard is restarted and recovers from its file; callers see 503 meanwhile.
+    max_restarts=-1,
+    # Mutations are never retried by Ray: a retry could apply twice. Callers retry with keys.
+    max_task_retries=0,
+    # Calls waiting inside the actor; the shard's own queue bounds commands further.
+    max_concurrency=1000,
+)
+class ShardActor:
+    def __init__(self, shard_id: int, path: str, config: ShardConfig) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        self._path = path
+        self._config = config
+        self._store: SqliteShardStore | None = None
+        self._core = ShardCore(shard_id, self._open_store, _now_ms, config)
+        # Ray runs an async actor's __init__ on its event loop, so the timers start here and
+        # holds expire after a restart even if no request ever arrives.
+        self._core.start()
+
+    def _open_store(self) -> SqliteShardStore:
+        self._store = SqliteShardStore(Path(self._path))
+        return self._store
+
+    async def execute(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        return await self._core.submit(submissions)
+
+    async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
+        return self._core.read_skus(skus)
+
+    async def get_hold(self, hold_id: str) -> HoldView | None:
+        return self._core.read_hold(hold_id)
+
+    async def ping(self) -> str:
+        return self._path
+
+    async def status(self) -> ShardStatus:
+        core, ledger, snaps, counters = (
+            self._core, self._core.ledger, self._core.snapshots, self._core.counters
+        )
+        return ShardStatus(
+            core.shard_id, self._path, os.getpid(), core.available, core.last_lsn,
+            core.queue_depth, len(ledger.skus), ledger.level_count, ledger.active_hold_count,
+            len(ledger.holds), counters.batches, counters.commands, counters.records,
+            counters.storage_failures, counters.overloaded, counters.recovery_seconds,
+            snaps.completed, snaps.last_start_lsn, snaps.records_since,
+        )
+
+    async def snapshot(self) -> bool:
+        """Take a snapshot now and wait for it."""
+        return await self._core.snapshots.start(_now_ms())
+
+    async def fail_next_writes(self, count: int) -> None:
+        """Test hook: the next `count` log writes fail inside their transaction."""
+        if not self._config.allow_fault_injection or self._store is None:
+            raise PermissionError("fault injection is disabled for this shard")
+        self._store.failing_appends = count

@@ -1,0 +1,296 @@
+"""The engine of one shard, without Ray: a bounded queue, group commit, timers and recovery.
+
+All of it runs on one asyncio loop. A batch is executed in memory and written to the log in one
+synchronous step, so no other coroutine (reader, timer, snapshot) can run in between: whenever
+anything else runs, memory holds exactly what the disk holds.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from inventory_actors.config import ShardConfig
+from inventory_actors.domain import (
+    Command,
+    DomainError,
+    ExpireHolds,
+    HoldView,
+    Ledger,
+    PruneHolds,
+    Result,
+    SkuView,
+)
+from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX, PRUNE_PER_COMMAND_MAX
+from inventory_actors.errors import (
+    IdempotencyKeyReused,
+    Overloaded,
+    ServiceError,
+    ShardUnavailable,
+    StorageFailure,
+)
+from inventory_actors.protocol import Outcome, Submission, fingerprint_of
+from inventory_actors.recovery import recover_ledger
+from inventory_actors.snapshots import Snapshotter
+from persistence import IdempotencyRecord, LogRecord, ShardStore
+from persistence.codec import decode_result, encode_command, encode_events, encode_result
+
+log = logging.getLogger(__name__)
+
+
+class _Call:
+    """One caller's submissions: done when the last of them is durable."""
+
+    __slots__ = ("future", "outcomes", "remaining")
+
+    def __init__(self, size: int, future: "asyncio.Future[list[Outcome]]") -> None:
+        self.outcomes: list[Outcome | None] = [None] * size
+        self.remaining = size
+        self.future = future
+
+    def settle(self, index: int, outcome: Outcome) -> None:
+        self.outcomes[index] = outcome
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result(self.outcomes)  # type: ignore[arg-type]
+
+
+@dataclass
+class ShardCounters:
+    batches: int = 0
+    commands: int = 0
+    records: int = 0
+    storage_failures: int = 0
+    overloaded: int = 0
+    recovery_seconds: float = 0.0
+
+
+class ShardCore:
+    """Serializes every change of one shard's SKUs and makes it durable before answering."""
+
+    def __init__(
+        self,
+        shard_id: int,
+        open_store: Callable[[], ShardStore],
+        clock_ms: Callable[[], int],
+        config: ShardConfig,
+    ) -> None:
+        self.shard_id = shard_id
+        self.config = config
+        self._open_store = open_store
+        self._clock_ms = clock_ms
+        self._queue: deque[tuple[_Call, int, Submission]] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.counters = ShardCounters()
+        self.store: ShardStore | None = None
+        self.ledger = Ledger()
+        self.last_lsn = 0
+        self.snapshots = Snapshotter(self)
+        self._recover_now()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer and the timers on the running loop."""
+        for loop_fn in (self._writer_loop, self._expiry_loop, self._housekeeping_loop):
+            self._tasks.append(asyncio.get_running_loop().create_task(loop_fn()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    @property
+    def available(self) -> bool:
+        return self.store is not None
+
+    def _recover_now(self) -> bool:
+        """Rebuild memory from disk. On failure the shard stays unavailable and retries."""
+        started = time.perf_counter()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        try:
+            store = self._open_store()
+            ledger, last_lsn, replayed = recover_ledger(
+                store, self.config.check_invariants_on_recovery
+            )
+        except Exception:
+            log.exception("shard %d: recovery failed", self.shard_id)
+            return False
+        self.store, self.ledger, self.last_lsn = store, ledger, last_lsn
+        self.snapshots.reset(records_since=replayed, now_ms=self._clock_ms())
+        self.counters.recovery_seconds = time.perf_counter() - started
+        log.info(
+            "shard %d recovered to lsn %d in %.3f s (%d records replayed)",
+            self.shard_id, last_lsn, self.counters.recovery_seconds, replayed,
+        )
+        return True
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def submit(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Queue commands for the next batch; return once every one is durable or refused."""
+        if not submissions:
+            return []
+        if not self.available:
+            error = ShardUnavailable(self.shard_id, "shard is recovering")
+            return [Outcome(error)] * len(submissions)
+        if len(self._queue) + len(submissions) > self.config.queue_commands_max:
+            self.counters.overloaded += len(submissions)
+            error = Overloaded(f"shard {self.shard_id} queue is full")
+            return [Outcome(error)] * len(submissions)
+        call = _Call(len(submissions), asyncio.get_running_loop().create_future())
+        self._queue.extend((call, index, sub) for index, sub in enumerate(submissions))
+        self._wakeup.set()
+        return await call.future
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue and self.available:
+                size = min(len(self._queue), self.config.batch_commands_max)
+                batch = [self._queue.popleft() for _ in range(size)]
+                self._commit_batch(batch)
+                self.snapshots.maybe_start(self._clock_ms())
+                # Let callers that arrived during the write join the queue, and readers run.
+                await asyncio.sleep(0)
+
+    def _commit_batch(self, batch: list[tuple[_Call, int, Submission]]) -> None:
+        """Execute a batch in memory and write it in one transaction, then answer its callers.
+        Any failure fails the whole batch and rebuilds memory from disk."""
+        assert self.store is not None
+        now_ms = self._clock_ms()
+        records: list[LogRecord] = []
+        idempotency: list[IdempotencyRecord] = []
+        try:
+            keys = [sub.idempotency_key for _, _, sub in batch if sub.idempotency_key]
+            stored = self.store.find_idempotency(keys) if keys else {}
+            lsn = self.last_lsn
+            outcomes = []
+            for _, _, sub in batch:
+                outcome, lsn = self._run(sub, now_ms, lsn, stored, records, idempotency)
+                outcomes.append(outcome)
+            self.store.append(records, idempotency)
+        except Exception as error:
+            self._fail_batch(batch, error)
+            return
+        self.last_lsn = lsn
+        self.counters.batches += 1
+        self.counters.commands += len(batch)
+        self.counters.records += len(records)
+        self.snapshots.records_since += len(records)
+        for (call, index, _), outcome in zip(batch, outcomes, strict=True):
+            call.settle(index, outcome)
+
+    def _run(
+        self,
+        sub: Submission,
+        now_ms: int,
+        lsn: int,
+        stored: dict[str, IdempotencyRecord],
+        records: list[LogRecord],
+        idempotency: list[IdempotencyRecord],
+    ) -> tuple[Outcome, int]:
+        key = sub.idempotency_key
+        fingerprint = ""
+        if key is not None:
+            fingerprint = sub.fingerprint or fingerprint_of(sub.command)
+            prior = stored.get(key)
+            if prior is not None:
+                if prior.fingerprint != fingerprint:
+                    return Outcome(IdempotencyKeyReused(key)), lsn
+                return Outcome(decode_result(prior.result), True, prior.lsn), lsn
+        result: Result | DomainError
+        try:
+            result, events = self.ledger.execute(sub.command, now_ms)
+        except DomainError as error:
+            result, events = error, []
+        record_lsn = None
+        if events:
+            lsn = record_lsn = lsn + 1
+            records.append(
+                LogRecord(lsn, now_ms, encode_command(sub.command), encode_events(events))
+            )
+        if key is not None:
+            record = IdempotencyRecord(key, fingerprint, record_lsn, encode_result(result), now_ms)
+            idempotency.append(record)
+            stored[key] = record
+        return Outcome(result, False, record_lsn), lsn
+
+    def _fail_batch(self, batch: list[tuple[_Call, int, Submission]], error: Exception) -> None:
+        log.error("shard %d: batch of %d failed: %r", self.shard_id, len(batch), error)
+        self.counters.storage_failures += 1
+        failure = Outcome(StorageFailure(self.shard_id, f"write failed: {error}"))
+        for call, index, _ in batch:
+            call.settle(index, failure)
+        self.snapshots.abort()
+        if not self._recover_now():
+            self._tasks.append(asyncio.get_running_loop().create_task(self._recovery_loop()))
+
+    async def _recovery_loop(self) -> None:
+        while not self._recover_now():
+            await asyncio.sleep(self.config.recovery_retry_seconds)
+        self._wakeup.set()
+
+    async def run_command(self, command: Command) -> Outcome:
+        outcomes = await self.submit([Submission(command)])
+        return outcomes[0]
+
+    # -- timers ----------------------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.expiry_interval_seconds)
+            due_ms = self.ledger.next_expiry_ms() if self.available else None
+            if due_ms is not None and due_ms <= self._clock_ms():
+                outcome = await self.run_command(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
+                if not outcome.ok:
+                    log.warning("shard %d: expiry failed: %r", self.shard_id, outcome.value)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval_seconds)
+            if self.available:
+                try:
+                    await self.housekeep()
+                except Exception:
+                    log.exception("shard %d: housekeeping failed", self.shard_id)
+
+    async def housekeep(self) -> None:
+        """Forget idempotency records and finished holds older than their retention."""
+        assert self.store is not None
+        now_ms = self._clock_ms()
+        idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
+        self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
+        hold_before_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
+        await self.run_command(PruneHolds(hold_before_ms, PRUNE_PER_COMMAND_MAX))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _require_available(self) -> None:
+        if not self.available:
+            raise ShardUnavailable(self.shard_id, "shard is recovering")
+
+    def read_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
+        self._require_available()
+        return [self.ledger.sku_view(sku) for sku in skus]
+
+    def read_hold(self, hold_id: str) -> HoldView | None:
+        self._require_available()
+        return self.ledger.hold_view(hold_id, self._clock_ms())
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+
+__all__ = ["ServiceError", "ShardCore"]

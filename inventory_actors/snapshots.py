@@ -1,0 +1,88 @@
+"""Fuzzy snapshots taken in the background, chunk by chunk, between batches.
+
+A snapshot records `start_lsn` first, then copies SKUs and holds a chunk at a time while the
+shard keeps writing. Chunks may reflect records after `start_lsn`; that is fine because replaying
+the log after `start_lsn` sets every value it touches (events carry post-images), so recovery
+converges on exactly the live state.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from persistence.codec import encode_rows
+
+if TYPE_CHECKING:
+    from inventory_actors.shard_core import ShardCore
+
+log = logging.getLogger(__name__)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Snapshotter:
+    def __init__(self, core: "ShardCore") -> None:
+        self._core = core
+        self.records_since = 0
+        self.last_started_ms = 0
+        self.last_start_lsn = 0
+        self.completed = 0
+        self._task: asyncio.Task[bool] | None = None
+
+    def reset(self, records_since: int, now_ms: int) -> None:
+        self.records_since = records_since
+        self.last_started_ms = now_ms
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def maybe_start(self, now_ms: int) -> None:
+        config = self._core.config
+        if self.running or self.records_since == 0:
+            return
+        old_ms = now_ms - self.last_started_ms >= config.snapshot_every_seconds * 1000
+        if self.records_since >= config.snapshot_every_records or old_ms:
+            self.start(now_ms)
+
+    def start(self, now_ms: int) -> "asyncio.Task[bool]":
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._take(now_ms))
+        return self._task
+
+    def abort(self) -> None:
+        if self.running and self._task is not None:
+            self._task.cancel()
+
+    async def _take(self, now_ms: int) -> bool:
+        core = self._core
+        store, ledger = core.store, core.ledger
+        if store is None:
+            return False
+        start_lsn = core.last_lsn
+        self.last_started_ms, self.last_start_lsn = now_ms, start_lsn
+        counted_at_start = self.records_since
+        try:
+            snapshot_id = store.begin_snapshot(start_lsn, now_ms)
+            size = core.config.snapshot_chunk_rows
+            for kind, ids, export in (
+                ("skus", list(ledger.skus), ledger.export_skus),
+                ("holds", list(ledger.holds), ledger.export_holds),
+            ):
+                for chunk in _chunks(ids, size):
+                    if core.store is not store:  # the shard recovered meanwhile
+                        return False
+                    store.add_snapshot_chunk(snapshot_id, kind, encode_rows(export(chunk)))
+                    await asyncio.sleep(0)
+            store.finish_snapshot(snapshot_id, core.config.snapshots_kept)
+        except Exception:
+            log.exception("shard %d: snapshot failed", core.shard_id)
+            return False
+        self.records_since = max(self.records_since - counted_at_start, 0)
+        self.completed += 1
+        log.info("shard %d: snapshot at lsn %d complete", core.shard_id, start_lsn)
+        return True

@@ -1,0 +1,171 @@
+"""Compact JSON encoding of commands, events and results for the log and idempotency records.
+
+Every value is `[tag, fields...]` with nested records as arrays: small on disk, readable by any
+JSON tool (SQLite's own json functions included) and fast with the C encoder. Tags are part of
+the on-disk format: never reuse or renumber one.
+"""
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from inventory_actors.domain import (
+    AdjustStock,
+    Command,
+    CommitHold,
+    DomainError,
+    Event,
+    ExpireHolds,
+    ExpiryResult,
+    ExtendHold,
+    HoldExists,
+    HoldExtended,
+    HoldFinished,
+    HoldLine,
+    HoldNotActive,
+    HoldNotFound,
+    HoldPlaced,
+    HoldsPruned,
+    HoldStatus,
+    HoldView,
+    InsufficientStock,
+    InvalidCommand,
+    LevelImage,
+    LineRequest,
+    LocationView,
+    PruneHolds,
+    PruneResult,
+    ReleaseHold,
+    ReserveStock,
+    Result,
+    SetStock,
+    Shortage,
+    SkuView,
+    StockAdjusted,
+    StockSet,
+    StockTransferred,
+    TransferStock,
+    VersionConflict,
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+
+
+def _image(raw: list[Any]) -> LevelImage:
+    return LevelImage(*raw)
+
+
+def _images(raw: list[list[Any]]) -> tuple[LevelImage, ...]:
+    return tuple(LevelImage(*item) for item in raw)
+
+
+def _hold_lines(raw: list[list[Any]]) -> tuple[HoldLine, ...]:
+    return tuple(HoldLine(*item) for item in raw)
+
+
+COMMAND_TAGS: dict[type, str] = {
+    AdjustStock: "adjust",
+    SetStock: "set",
+    TransferStock: "transfer",
+    ReserveStock: "reserve",
+    CommitHold: "commit",
+    ReleaseHold: "release",
+    ExtendHold: "extend",
+    ExpireHolds: "expire",
+    PruneHolds: "prune",
+}
+
+_COMMAND_DECODERS: dict[str, Callable[[list[Any]], Command]] = {
+    "adjust": lambda f: AdjustStock(*f),
+    "set": lambda f: SetStock(*f),
+    "transfer": lambda f: TransferStock(*f),
+    "reserve": lambda f: ReserveStock(f[0], tuple(LineRequest(*x) for x in f[1]), *f[2:]),
+    "commit": lambda f: CommitHold(*f),
+    "release": lambda f: ReleaseHold(*f),
+    "extend": lambda f: ExtendHold(*f),
+    "expire": lambda f: ExpireHolds(*f),
+    "prune": lambda f: PruneHolds(*f),
+}
+
+EVENT_TAGS: dict[type, str] = {
+    StockAdjusted: "adjusted",
+    StockSet: "set",
+    StockTransferred: "transferred",
+    HoldPlaced: "placed",
+    HoldFinished: "finished",
+    HoldExtended: "extended",
+    HoldsPruned: "pruned",
+}
+
+_EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
+    "adjusted": lambda f: StockAdjusted(_image(f[0]), *f[1:]),
+    "set": lambda f: StockSet(_image(f[0]), *f[1:]),
+    "transferred": lambda f: StockTransferred(_image(f[0]), _image(f[1]), *f[2:]),
+    "placed": lambda f: HoldPlaced(f[0], _hold_lines(f[1]), f[2], f[3], _images(f[4])),
+    "finished": lambda f: HoldFinished(f[0], HoldStatus(f[1]), _images(f[2])),
+    "extended": lambda f: HoldExtended(*f),
+    "pruned": lambda f: HoldsPruned(tuple(f[0])),
+}
+
+RESULT_TAGS: dict[type, str] = {
+    SkuView: "sku",
+    HoldView: "hold",
+    ExpiryResult: "expired",
+    PruneResult: "pruned",
+    InvalidCommand: "invalid",
+    InsufficientStock: "insufficient",
+    VersionConflict: "version-conflict",
+    HoldNotFound: "hold-not-found",
+    HoldExists: "hold-exists",
+    HoldNotActive: "hold-not-active",
+}
+
+_RESULT_DECODERS: dict[str, Callable[[list[Any]], Result | DomainError]] = {
+    "sku": lambda f: SkuView(f[0], f[1], tuple(LocationView(*x) for x in f[2])),
+    "hold": lambda f: HoldView(f[0], HoldStatus(f[1]), _hold_lines(f[2]), *f[3:]),
+    "expired": lambda f: ExpiryResult(*f),
+    "pruned": lambda f: PruneResult(*f),
+    "invalid": lambda f: InvalidCommand(*f),
+    "insufficient": lambda f: InsufficientStock(tuple(Shortage(*x) for x in f[0])),
+    "version-conflict": lambda f: VersionConflict(*f),
+    "hold-not-found": lambda f: HoldNotFound(*f),
+    "hold-exists": lambda f: HoldExists(*f),
+    "hold-not-active": lambda f: HoldNotActive(*f),
+}
+
+
+def encode_command(command: Command) -> str:
+    return _dumps((COMMAND_TAGS[type(command)], *command))
+
+
+def decode_command(text: str) -> Command:
+    tag, *fields = _loads(text)
+    return _COMMAND_DECODERS[tag](fields)
+
+
+def encode_events(events: Sequence[Event]) -> str:
+    return _dumps([(EVENT_TAGS[type(event)], *event) for event in events])
+
+
+def decode_events(text: str) -> list[Event]:
+    return [_EVENT_DECODERS[tag](fields) for tag, *fields in _loads(text)]
+
+
+def encode_result(result: Result | DomainError) -> str:
+    fields = result.args if isinstance(result, DomainError) else result
+    return _dumps((RESULT_TAGS[type(result)], *fields))
+
+
+def decode_result(text: str) -> Result | DomainError:
+    tag, *fields = _loads(text)
+    return _RESULT_DECODERS[tag](fields)
+
+
+def encode_rows(rows: Sequence[object]) -> str:
+    return _dumps(rows)
+
+
+def decode_rows(text: str | bytes) -> list[Any]:
+    rows: list[Any] = _loads(text)
+    return rows

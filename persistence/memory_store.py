@@ -1,0 +1,83 @@
+"""An in-memory backend for fast unit tests of the shard core. Passes the same contract."""
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+from persistence.port import ShardStore
+from persistence.records import IdempotencyRecord, LogRecord, SnapshotInfo, StorageError
+
+
+class MemoryShardStore(ShardStore):
+    """Keeps everything in lists and dicts; survives a shard core restart, not a process one."""
+
+    def __init__(self) -> None:
+        self.log: list[LogRecord] = []
+        self.idempotency: dict[str, IdempotencyRecord] = {}
+        self.snapshots: dict[int, tuple[int, int, bool, list[tuple[str, str]]]] = {}
+        self._ids = itertools.count(1)
+        self.failing_appends = 0
+        self.closed = False
+
+    def append(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
+    ) -> None:
+        if self.failing_appends > 0:
+            self.failing_appends -= 1
+            raise StorageError("append failed: disk I/O error (injected)")
+        last = self.log[-1].lsn if self.log else 0
+        lsns = [r.lsn for r in records]
+        if any(b <= a for a, b in itertools.pairwise([last, *lsns])):
+            raise StorageError("append failed: UNIQUE constraint failed: log.lsn")
+        if any(r.key in self.idempotency for r in idempotency):
+            raise StorageError("append failed: UNIQUE constraint failed: idempotency.key")
+        self.log.extend(records)
+        self.idempotency.update((r.key, r) for r in idempotency)
+
+    def find_idempotency(self, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
+        return {k: self.idempotency[k] for k in keys if k in self.idempotency}
+
+    def last_lsn(self) -> int:
+        if self.log:
+            return self.log[-1].lsn
+        snapshot = self.latest_snapshot()
+        return 0 if snapshot is None else snapshot.start_lsn
+
+    def read_log(self, after_lsn: int, limit: int) -> list[LogRecord]:
+        return [r for r in self.log if r.lsn > after_lsn][:limit]
+
+    def begin_snapshot(self, start_lsn: int, at_ms: int) -> int:
+        snapshot_id = next(self._ids)
+        self.snapshots[snapshot_id] = (start_lsn, at_ms, False, [])
+        return snapshot_id
+
+    def add_snapshot_chunk(self, snapshot_id: int, kind: str, payload: str) -> None:
+        self.snapshots[snapshot_id][3].append((kind, payload))
+
+    def finish_snapshot(self, snapshot_id: int, keep: int) -> None:
+        start_lsn, at_ms, _, chunks = self.snapshots[snapshot_id]
+        self.snapshots[snapshot_id] = (start_lsn, at_ms, True, chunks)
+        complete = sorted(i for i, s in self.snapshots.items() if s[2])
+        doomed = complete[: -max(keep, 1)]
+        doomed += [i for i, s in self.snapshots.items() if not s[2] and i < snapshot_id]
+        for old in doomed:
+            del self.snapshots[old]
+
+    def latest_snapshot(self) -> SnapshotInfo | None:
+        complete = [i for i, s in self.snapshots.items() if s[2]]
+        if not complete:
+            return None
+        newest = max(complete)
+        start_lsn, at_ms, _, _ = self.snapshots[newest]
+        return SnapshotInfo(newest, start_lsn, at_ms)
+
+    def read_snapshot_chunks(self, snapshot_id: int) -> Iterator[tuple[str, str]]:
+        yield from list(self.snapshots[snapshot_id][3])
+
+    def prune_idempotency(self, before_ms: int, limit: int) -> int:
+        doomed = sorted((r.at_ms, k) for k, r in self.idempotency.items() if r.at_ms < before_ms)
+        for _, key in doomed[:limit]:
+            del self.idempotency[key]
+        return min(len(doomed), limit)
+
+    def close(self) -> None:
+        self.closed = True

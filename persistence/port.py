@@ -1,0 +1,66 @@
+"""The storage port of one shard. Every backend passes the same contract test."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+from persistence.records import IdempotencyRecord, LogRecord, SnapshotInfo
+
+
+class ShardStore(ABC):
+    """The durable log, idempotency records and snapshots of one shard."""
+
+    @abstractmethod
+    def append(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
+    ) -> None:
+        """Write all of it in one transaction, durable on return, or raise StorageError and
+        write none of it."""
+
+    @abstractmethod
+    def find_idempotency(self, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
+        """The stored records of those keys that have one."""
+
+    @abstractmethod
+    def last_lsn(self) -> int:
+        """The highest LSN in the log, or the snapshot's start when the log is empty; 0 if new."""
+
+    @abstractmethod
+    def read_log(self, after_lsn: int, limit: int) -> list[LogRecord]:
+        """Up to `limit` records with LSN > `after_lsn`, oldest first."""
+
+    @abstractmethod
+    def begin_snapshot(self, start_lsn: int, at_ms: int) -> int:
+        """Start a snapshot whose state includes at least every record up to `start_lsn`."""
+
+    @abstractmethod
+    def add_snapshot_chunk(self, snapshot_id: int, kind: str, payload: str) -> None:
+        """Add one durable chunk of rows to an unfinished snapshot."""
+
+    @abstractmethod
+    def finish_snapshot(self, snapshot_id: int, keep: int) -> None:
+        """Mark a snapshot complete; drop all but the newest `keep` complete ones."""
+
+    @abstractmethod
+    def latest_snapshot(self) -> SnapshotInfo | None:
+        """The newest complete snapshot."""
+
+    @abstractmethod
+    def read_snapshot_chunks(self, snapshot_id: int) -> Iterator[tuple[str, str]]:
+        """The (kind, payload) chunks of a snapshot, in the order they were added."""
+
+    @abstractmethod
+    def prune_idempotency(self, before_ms: int, limit: int) -> int:
+        """Forget up to `limit` idempotency records stored before `before_ms`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the storage. Safe to call twice."""
+
+    def iter_log(self, after_lsn: int, page_size: int = 10_000) -> Iterator[LogRecord]:
+        """Every record after `after_lsn`, oldest first, read page by page."""
+        while True:
+            page = self.read_log(after_lsn, page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after_lsn = page[-1].lsn

@@ -1,0 +1,171 @@
+"""The SQLite backend: one file per shard, WAL, `synchronous=FULL`, one transaction per batch."""
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from persistence.port import ShardStore
+from persistence.records import IdempotencyRecord, LogRecord, SnapshotInfo, StorageError
+from persistence.schema import migrate
+
+# Parameters per statement stay well under SQLite's limit of 32,766.
+_KEYS_PER_QUERY = 900
+
+
+class SqliteShardStore(ShardStore):
+    """A shard's log, idempotency records and snapshots in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are begun and ended explicitly below.
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._configure()
+        migrate(self._conn)
+        # Test hook: the next N appends fail inside their transaction, as a failing disk would.
+        self.failing_appends = 0
+
+    def _configure(self) -> None:
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise StorageError(f"could not enable WAL on {self.path}: {mode}")
+        # FULL: a commit is on disk (WAL fsynced) before it returns.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute("PRAGMA foreign_keys=OFF")
+        self._conn.execute("PRAGMA temp_store=MEMORY")
+
+    def append(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
+    ) -> None:
+        if not records and not idempotency:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", records)
+                conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", idempotency)
+                if self.failing_appends > 0:
+                    self.failing_appends -= 1
+                    raise sqlite3.OperationalError("disk I/O error (injected)")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StorageError(f"append failed: {error}") from error
+
+    def find_idempotency(self, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
+        found: dict[str, IdempotencyRecord] = {}
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT key, fingerprint, lsn, result, at_ms FROM idempotency WHERE key IN ({marks})",
+                chunk,
+            )
+            found.update((row[0], IdempotencyRecord(*row)) for row in rows)
+        return found
+
+    def last_lsn(self) -> int:
+        rows = self._query("SELECT max(lsn) FROM log", ())
+        if rows[0][0] is not None:
+            return int(rows[0][0])
+        snapshot = self.latest_snapshot()
+        return 0 if snapshot is None else snapshot.start_lsn
+
+    def read_log(self, after_lsn: int, limit: int) -> list[LogRecord]:
+        rows = self._query(
+            "SELECT lsn, at_ms, command, events FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?",
+            (after_lsn, limit),
+        )
+        return [LogRecord(*row) for row in rows]
+
+    def begin_snapshot(self, start_lsn: int, at_ms: int) -> int:
+        self._write("INSERT INTO snapshots VALUES (NULL, ?, ?, 0)", (start_lsn, at_ms))
+        rows = self._query("SELECT max(snapshot_id) FROM snapshots", ())
+        return int(rows[0][0])
+
+    def add_snapshot_chunk(self, snapshot_id: int, kind: str, payload: str) -> None:
+        self._write(
+            "INSERT INTO snapshot_chunks VALUES (?, "
+            "(SELECT coalesce(max(seq), 0) + 1 FROM snapshot_chunks WHERE snapshot_id = ?), ?, ?)",
+            (snapshot_id, snapshot_id, kind, payload),
+        )
+
+    def finish_snapshot(self, snapshot_id: int, keep: int) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("UPDATE snapshots SET complete = 1 WHERE snapshot_id = ?", (snapshot_id,))
+                stale = "SELECT snapshot_id FROM snapshots WHERE complete = 1 " \
+                    "ORDER BY snapshot_id DESC LIMIT -1 OFFSET ?"
+                doomed = [r[0] for r in conn.execute(stale, (max(keep, 1),))]
+                doomed += [r[0] for r in conn.execute(
+                    "SELECT snapshot_id FROM snapshots WHERE complete = 0 AND snapshot_id < ?",
+                    (snapshot_id,),
+                )]
+                for old in doomed:
+                    conn.execute("DELETE FROM snapshot_chunks WHERE snapshot_id = ?", (old,))
+                    conn.execute("DELETE FROM snapshots WHERE snapshot_id = ?", (old,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StorageError(f"finish_snapshot failed: {error}") from error
+
+    def latest_snapshot(self) -> SnapshotInfo | None:
+        rows = self._query(
+            "SELECT snapshot_id, start_lsn, at_ms FROM snapshots WHERE complete = 1 "
+            "ORDER BY snapshot_id DESC LIMIT 1",
+            (),
+        )
+        return SnapshotInfo(*rows[0]) if rows else None
+
+    def read_snapshot_chunks(self, snapshot_id: int) -> Iterator[tuple[str, str]]:
+        seq = 0
+        while True:
+            rows = self._query(
+                "SELECT seq, kind, payload FROM snapshot_chunks WHERE snapshot_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT 16",
+                (snapshot_id, seq),
+            )
+            for row in rows:
+                yield row[1], row[2]
+            if len(rows) < 16:
+                return
+            seq = rows[-1][0]
+
+    def prune_idempotency(self, before_ms: int, limit: int) -> int:
+        cursor = self._write(
+            "DELETE FROM idempotency WHERE key IN "
+            "(SELECT key FROM idempotency WHERE at_ms < ? ORDER BY at_ms LIMIT ?)",
+            (before_ms, limit),
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def file_bytes(self) -> int:
+        """Bytes of the database file and its WAL."""
+        wal = Path(f"{self.path}-wal")
+        return os.path.getsize(self.path) + (os.path.getsize(wal) if wal.exists() else 0)
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StorageError(f"read failed: {error}") from error
+
+    def _write(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as error:
+            raise StorageError(f"write failed: {error}") from error
