@@ -19,8 +19,8 @@ from inventory_actors.domain import (
     ReserveStock,
     SetStock,
     TransferStock,
+    limits,
 )
-from inventory_actors.domain import limits
 
 ItemId = Annotated[str, StringConstraints(pattern=limits.ID_PATTERN)]
 Quantity = Annotated[int, Field(gt=0, le=limits.QUANTITY_MAX, strict=True)]
@@ -71,7 +71,11 @@ class TransferBody(_Body):
 
     def to_command(self, sku: str, expected_version: int | None = None) -> TransferStock:
         return TransferStock(
-            sku, self.from_location, self.to_location, self.quantity, self.reference,
+            sku,
+            self.from_location,
+            self.to_location,
+            self.quantity,
+            self.reference,
             expected_version,
         )
 
@@ -106,13 +110,15 @@ def _check_command(command: Command) -> None:
     match command:
         case AdjustStock(sku, location, delta, reason, reference, _):
             _SKU.validate_python(sku)
-            AdjustmentBody(location=location, delta=delta, reason=reason, reference=reference)
+            AdjustmentBody.model_validate(
+                {"location": location, "delta": delta, "reason": reason, "reference": reference}
+            )
             if delta == 0:
                 raise InvalidCommand("delta must not be 0")
         case SetStock(sku, location, on_hand, reason, reference, _):
             _SKU.validate_python(sku)
             _SKU.validate_python(location)
-            CountBody(on_hand=on_hand, reason=reason, reference=reference)
+            CountBody.model_validate({"on_hand": on_hand, "reason": reason, "reference": reference})
         case TransferStock(sku, source, target, quantity, reference, _):
             _SKU.validate_python(sku)
             TransferBody(
@@ -123,8 +129,11 @@ def _check_command(command: Command) -> None:
             if ttl_ms % 1000:
                 raise InvalidCommand("ttl must be whole seconds")
             ReservationBody.model_validate(
-                {"lines": [line._asdict() for line in lines], "ttl_seconds": ttl_ms // 1000,
-                 "reference": reference}
+                {
+                    "lines": [line._asdict() for line in lines],
+                    "ttl_seconds": ttl_ms // 1000,
+                    "reference": reference,
+                }
             )
         case CommitHold(hold_id) | ReleaseHold(hold_id):
             _HOLD_ID.validate_python(hold_id)

@@ -10,6 +10,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
+from inventory_actors.boundary import validate_command
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import (
     AdjustStock,
@@ -35,7 +36,6 @@ from inventory_actors.partitioning import (
     slot_of,
 )
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
-from inventory_actors.boundary import validate_command
 from inventory_actors.shard_actor import DEFAULT_NAMESPACE, ShardActor, shard_name
 
 CALL_TIMEOUT_SECONDS = 30.0
@@ -63,7 +63,10 @@ class Pending:
 
     async def wait_async(self) -> list[Outcome]:
         answers = await asyncio.gather(
-            *(self._answer_async(shard_id, len(indices), ref) for shard_id, indices, ref in self._parts)
+            *(
+                self._answer_async(shard_id, len(indices), ref)
+                for shard_id, indices, ref in self._parts
+            )
         )
         for (_, indices, _), answer in zip(self._parts, answers, strict=True):
             self._fill(indices, answer)
@@ -180,8 +183,13 @@ class InventoryClient:
     # -- conveniences ----------------------------------------------------------------------
 
     def adjust(
-        self, sku: str, location: str, delta: int, reason: str = "received",
-        reference: str | None = None, idempotency_key: str | None = None,
+        self,
+        sku: str,
+        location: str,
+        delta: int,
+        reason: str = "received",
+        reference: str | None = None,
+        idempotency_key: str | None = None,
     ) -> SkuView:
         view = self.run(AdjustStock(sku, location, delta, reason, reference), idempotency_key)
         assert isinstance(view, SkuView)
@@ -195,7 +203,10 @@ class InventoryClient:
         return view
 
     def reserve(
-        self, lines: Sequence[LineRequest], ttl_seconds: int = 900, reference: str | None = None,
+        self,
+        lines: Sequence[LineRequest],
+        ttl_seconds: int = 900,
+        reference: str | None = None,
         idempotency_key: str | None = None,
     ) -> HoldView:
         """Hold every line or none. With a key, a retry names the same hold."""

@@ -27,7 +27,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@ray.remote(
+@ray.remote(  # type: ignore[call-overload]
     # Shards are mostly waiting on fsync; a quarter CPU each lets several share a small node.
     num_cpus=0.25,
     # A crashed shard is restarted and recovers from its file; callers see 503 meanwhile.
@@ -66,14 +66,31 @@ class ShardActor:
 
     async def status(self) -> ShardStatus:
         core, ledger, snaps, counters = (
-            self._core, self._core.ledger, self._core.snapshots, self._core.counters
+            self._core,
+            self._core.ledger,
+            self._core.snapshots,
+            self._core.counters,
         )
         return ShardStatus(
-            core.shard_id, self._path, os.getpid(), core.available, core.last_lsn,
-            core.queue_depth, len(ledger.skus), ledger.level_count, ledger.active_hold_count,
-            len(ledger.holds), counters.batches, counters.commands, counters.records,
-            counters.storage_failures, counters.overloaded, counters.recovery_seconds,
-            snaps.completed, snaps.last_start_lsn, snaps.records_since,
+            core.shard_id,
+            self._path,
+            os.getpid(),
+            core.available,
+            core.last_lsn,
+            core.queue_depth,
+            len(ledger.skus),
+            ledger.level_count,
+            ledger.active_hold_count,
+            len(ledger.holds),
+            counters.batches,
+            counters.commands,
+            counters.records,
+            counters.storage_failures,
+            counters.overloaded,
+            counters.recovery_seconds,
+            snaps.completed,
+            snaps.last_start_lsn,
+            snaps.records_since,
         )
 
     async def snapshot(self) -> bool:

@@ -130,7 +130,10 @@ class ShardCore:
         self.counters.recovery_seconds = time.perf_counter() - started
         log.info(
             "shard %d recovered to lsn %d in %.3f s (%d records replayed)",
-            self.shard_id, last_lsn, self.counters.recovery_seconds, replayed,
+            self.shard_id,
+            last_lsn,
+            self.counters.recovery_seconds,
+            replayed,
         )
         return True
 
@@ -145,8 +148,8 @@ class ShardCore:
             return [Outcome(error)] * len(submissions)
         if len(self._queue) + len(submissions) > self.config.queue_commands_max:
             self.counters.overloaded += len(submissions)
-            error = Overloaded(f"shard {self.shard_id} queue is full")
-            return [Outcome(error)] * len(submissions)
+            full = Overloaded(f"shard {self.shard_id} queue is full")
+            return [Outcome(full)] * len(submissions)
         call = _Call(len(submissions), asyncio.get_running_loop().create_future())
         self._queue.extend((call, index, sub) for index, sub in enumerate(submissions))
         self._wakeup.set()

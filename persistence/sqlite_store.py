@@ -4,6 +4,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from persistence.port import ShardStore
 from persistence.records import IdempotencyRecord, LogRecord, SnapshotInfo, StorageError
@@ -63,10 +64,8 @@ class SqliteShardStore(ShardStore):
         for start in range(0, len(keys), _KEYS_PER_QUERY):
             chunk = keys[start : start + _KEYS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT key, fingerprint, lsn, result, at_ms FROM idempotency WHERE key IN ({marks})",
-                chunk,
-            )
+            columns = "key, fingerprint, lsn, result, at_ms"
+            rows = self._query(f"SELECT {columns} FROM idempotency WHERE key IN ({marks})", chunk)
             found.update((row[0], IdempotencyRecord(*row)) for row in rows)
         return found
 
@@ -101,14 +100,21 @@ class SqliteShardStore(ShardStore):
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("UPDATE snapshots SET complete = 1 WHERE snapshot_id = ?", (snapshot_id,))
-                stale = "SELECT snapshot_id FROM snapshots WHERE complete = 1 " \
+                conn.execute(
+                    "UPDATE snapshots SET complete = 1 WHERE snapshot_id = ?", (snapshot_id,)
+                )
+                stale = (
+                    "SELECT snapshot_id FROM snapshots WHERE complete = 1 "
                     "ORDER BY snapshot_id DESC LIMIT -1 OFFSET ?"
+                )
                 doomed = [r[0] for r in conn.execute(stale, (max(keep, 1),))]
-                doomed += [r[0] for r in conn.execute(
-                    "SELECT snapshot_id FROM snapshots WHERE complete = 0 AND snapshot_id < ?",
-                    (snapshot_id,),
-                )]
+                doomed += [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT snapshot_id FROM snapshots WHERE complete = 0 AND snapshot_id < ?",
+                        (snapshot_id,),
+                    )
+                ]
                 for old in doomed:
                     conn.execute("DELETE FROM snapshot_chunks WHERE snapshot_id = ?", (old,))
                     conn.execute("DELETE FROM snapshots WHERE snapshot_id = ?", (old,))
@@ -158,7 +164,7 @@ class SqliteShardStore(ShardStore):
         wal = Path(f"{self.path}-wal")
         return os.path.getsize(self.path) + (os.path.getsize(wal) if wal.exists() else 0)
 
-    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as error:

@@ -78,5 +78,11 @@ class HoldsPruned(NamedTuple):
 
 
 Event = (
-    StockAdjusted | StockSet | StockTransferred | HoldPlaced | HoldFinished | HoldExtended | HoldsPruned
+    StockAdjusted
+    | StockSet
+    | StockTransferred
+    | HoldPlaced
+    | HoldFinished
+    | HoldExtended
+    | HoldsPruned
 )

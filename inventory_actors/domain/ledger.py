@@ -54,7 +54,7 @@ from inventory_actors.domain.validation import (
     check_reference,
     check_ttl_ms,
 )
-from inventory_actors.domain.views import ExpiryResult, PruneResult, Result, SkuView
+from inventory_actors.domain.views import ExpiryResult, HoldView, PruneResult, Result, SkuView
 
 
 class Ledger(LedgerState):
@@ -94,7 +94,9 @@ class Ledger(LedgerState):
             # A malformed command that slipped past the boundary: harmless while nothing was
             # emitted; a bug otherwise.
             if self._emitted:
-                raise InvariantViolation(f"a command failed after changing state: {error}") from error
+                raise InvariantViolation(
+                    f"a command failed after changing state: {error}"
+                ) from error
             raise InvalidCommand(f"malformed {type(command).__name__}: {error}") from None
         return result, self._emitted
 
@@ -175,7 +177,15 @@ class Ledger(LedgerState):
             raise HoldExists(cmd.hold_id)
         event = plan_hold(self, cmd, self._now_ms)
         self._emit(event)
-        return self._hold_result(cmd.hold_id)
+        return HoldView(
+            cmd.hold_id,
+            HoldStatus.ACTIVE,
+            event.lines,
+            event.expires_at_ms,
+            cmd.reference,
+            self._now_ms,
+            None,
+        )
 
     def _commit(self, cmd: CommitHold) -> Result:
         return self._finish(cmd.hold_id, HoldStatus.COMMITTED)
@@ -249,7 +259,9 @@ class Ledger(LedgerState):
             level = sku.levels[location]
             on_hand = level.on_hand - quantity if sold else level.on_hand
             images.append(
-                LevelImage(sku_id, location, on_hand, level.reserved + sign * quantity, sku.version + 1)
+                LevelImage(
+                    sku_id, location, on_hand, level.reserved + sign * quantity, sku.version + 1
+                )
             )
         return tuple(images)
 

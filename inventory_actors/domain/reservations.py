@@ -33,11 +33,11 @@ def plan_hold(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
             shortages.append(Shortage(sku, location, quantity, available))
     chosen: dict[tuple[str, str], int] = dict(pinned)
     for sku, quantity in floating.items():
-        location, available = _best_location(stock, sku, pinned)
-        if location is None or quantity > available:
+        best, available = _best_location(stock, sku, pinned)
+        if best is None or quantity > available:
             shortages.append(Shortage(sku, None, quantity, available))
             continue
-        key = (sku, location)
+        key = (sku, best)
         chosen[key] = chosen.get(key, 0) + quantity
     if shortages:
         raise InsufficientStock(tuple(shortages))
@@ -77,9 +77,16 @@ def _best_location(
     sku = stock.skus.get(sku_id)
     if sku is None:
         return None, 0
-    best: tuple[str | None, int] = (None, 0)
-    for name, level in sorted(sku.levels.items()):
-        available = level.on_hand - level.reserved - pinned.get((sku_id, name), 0)
-        if best[0] is None or available > best[1]:
-            best = (name, available)
-    return best[0], max(best[1], 0)
+    best_name: str | None = None
+    best_available = 0
+    for name, level in sku.levels.items():
+        available = level.on_hand - level.reserved
+        if pinned:
+            available -= pinned.get((sku_id, name), 0)
+        if (
+            best_name is None
+            or available > best_available
+            or (available == best_available and name < best_name)
+        ):
+            best_name, best_available = name, available
+    return best_name, max(best_available, 0)

@@ -234,8 +234,15 @@ class LedgerState:
             if h is not None:
                 lines = [list(line) for line in h.lines]
                 rows.append(
-                    [h.hold_id, h.status.value, h.expires_at_ms, h.reference]
-                    + [h.created_at_ms, h.finished_at_ms, lines]
+                    [
+                        h.hold_id,
+                        h.status.value,
+                        h.expires_at_ms,
+                        h.reference,
+                        h.created_at_ms,
+                        h.finished_at_ms,
+                        lines,
+                    ]
                 )
         return rows
 
@@ -250,7 +257,7 @@ class LedgerState:
         for hold_id, status, expires_at, reference, created_at, finished_at, lines in rows:
             hold_lines = tuple(HoldLine(*line) for line in lines)  # type: ignore[attr-defined]
             hold = Hold(hold_id, hold_lines, expires_at, reference, created_at)  # type: ignore[arg-type]
-            hold.status = HoldStatus(status)
+            hold.status = HoldStatus(str(status))
             hold.finished_at_ms = finished_at  # type: ignore[assignment]
             self.holds[hold_id] = hold  # type: ignore[index]
 
@@ -301,12 +308,23 @@ class LedgerState:
     def fingerprint(self) -> tuple[object, ...]:
         """A comparable picture of the whole state, for tests of replay."""
         skus = sorted(
-            (sid, s.version, tuple(sorted((n, lv.on_hand, lv.reserved) for n, lv in s.levels.items())))
+            (
+                sid,
+                s.version,
+                tuple(sorted((n, lv.on_hand, lv.reserved) for n, lv in s.levels.items())),
+            )
             for sid, s in self.skus.items()
         )
         holds = sorted(
-            (h.hold_id, h.status.value, h.lines, h.expires_at_ms, h.reference, h.created_at_ms,
-             h.finished_at_ms)
+            (
+                h.hold_id,
+                h.status.value,
+                h.lines,
+                h.expires_at_ms,
+                h.reference,
+                h.created_at_ms,
+                h.finished_at_ms,
+            )
             for h in self.holds.values()
         )
         return (tuple(skus), tuple(holds))

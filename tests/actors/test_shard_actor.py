@@ -1,0 +1,171 @@
+"""The shard actor with real Ray, real SQLite files and real process kills."""
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+import pytest
+import ray
+
+from inventory_actors.client import InventoryClient
+from inventory_actors.config import ShardConfig
+from inventory_actors.domain import (
+    HoldStatus,
+    InsufficientStock,
+    LineRequest,
+    ReserveStock,
+    SkuView,
+    TransferStock,
+)
+from inventory_actors.errors import ShardUnavailable, StorageFailure
+from inventory_actors.partitioning import new_hold_id, slot_of
+from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from tests.conftest import ClientFactory, wait_for
+
+pytestmark = pytest.mark.ray
+
+STOCK = 100_000
+
+
+def _transfer(index: int) -> Submission:
+    return Submission(TransferStock("T-1", "berlin", "paris", 1), idempotency_key=f"move-{index}")
+
+
+def _levels(client: InventoryClient) -> dict[str, int]:
+    view = client.get_sku("T-1")
+    assert view is not None
+    return {level.location: level.on_hand for level in view.locations}
+
+
+def _wait_until_up(client: InventoryClient) -> ShardStatus:
+    def up() -> ShardStatus | None:
+        status = client.status()[0]
+        return status if isinstance(status, ShardStatus) and status.available else None
+
+    return wait_for(up, 60, "the shard to come back")
+
+
+def _stream_transfers_while(
+    client: InventoryClient, crash: Callable[[], None]
+) -> dict[int, Outcome]:
+    """Send transfers one call at a time from a thread; crash the shard midway."""
+    outcomes: dict[int, Outcome] = {}
+    stop = threading.Event()
+
+    def stream() -> None:
+        index = 0
+        while not stop.is_set() and index < 5_000:
+            outcomes[index] = client.execute([_transfer(index)])[0]
+            index += 1
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    wait_for(lambda: len(outcomes) >= 200, 60, "200 acknowledged transfers")
+    crash()
+    wait_for(lambda: any(not o.ok for o in list(outcomes.values())), 60, "a failed call")
+    _wait_until_up(client)
+    wait_for(lambda: sum(o.ok for o in list(outcomes.values())[-50:]) >= 50, 60, "acks again")
+    stop.set()
+    thread.join(timeout=60)
+    return outcomes
+
+
+def _check_exactly_once(client: InventoryClient, outcomes: dict[int, Outcome]) -> None:
+    acknowledged = [i for i, o in outcomes.items() if o.ok]
+    unknown = [i for i, o in outcomes.items() if not o.ok]
+    assert unknown, "the crash should have failed at least one call"
+    assert all(isinstance(outcomes[i].value, ShardUnavailable) for i in unknown)
+    levels = _levels(client)
+    # Every acknowledged transfer is there; no transfer is half-applied (stock is conserved).
+    assert levels["berlin"] + levels["paris"] == STOCK
+    assert len(acknowledged) <= levels["paris"] <= len(outcomes)
+    # Retrying the unknown ones with their keys applies each at most once in total.
+    retried = client.execute([_transfer(i) for i in unknown])
+    assert all(o.ok for o in retried), [o.value for o in retried if not o.ok]
+    assert _levels(client)["paris"] == len(outcomes)
+    # Retrying acknowledged ones returns their original result and applies nothing.
+    again = client.execute([_transfer(i) for i in acknowledged[:20]])
+    assert all(o.replayed for o in again)
+    assert [o.value for o in again] == [outcomes[i].value for i in acknowledged[:20]]
+    assert _levels(client)["paris"] == len(outcomes)
+
+
+def _stocked(make_client: ClientFactory) -> InventoryClient:
+    client = make_client(call_timeout_seconds=10.0)
+    client.adjust("T-1", "berlin", STOCK)
+    return client
+
+
+def test_acknowledged_transfers_survive_ray_kill_and_retries_apply_once(
+    make_client: ClientFactory,
+) -> None:
+    client = _stocked(make_client)
+    outcomes = _stream_transfers_while(client, lambda: ray.kill(client.shards[0], no_restart=False))
+    _check_exactly_once(client, outcomes)
+
+
+def test_acknowledged_transfers_survive_sigkill_of_the_shard_process(
+    make_client: ClientFactory,
+) -> None:
+    client = _stocked(make_client)
+    first = _wait_until_up(client)
+    outcomes = _stream_transfers_while(client, lambda: os.kill(first.pid, signal.SIGKILL))
+    assert _wait_until_up(client).pid != first.pid
+    _check_exactly_once(client, outcomes)
+
+
+def test_of_200_concurrent_reserves_for_100_units_exactly_100_succeed(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(shard_count=2)
+    client.adjust("LAST-UNITS", "berlin", 100)
+    slot = slot_of("LAST-UNITS")
+    pending = [
+        client.submit(
+            [Submission(ReserveStock(new_hold_id(slot), (LineRequest("LAST-UNITS", 1),), 600_000))]
+        )
+        for _ in range(200)
+    ]
+    outcomes = [p.wait()[0] for p in pending]
+    assert sum(o.ok for o in outcomes) == 100
+    assert sum(isinstance(o.value, InsufficientStock) for o in outcomes) == 100
+    view = client.get_sku("LAST-UNITS")
+    assert view is not None
+    assert (view.on_hand, view.reserved, view.available) == (100, 100, 0)
+
+
+def test_a_failed_log_write_fails_only_its_batch_and_loses_nothing_else(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(config=ShardConfig(allow_fault_injection=True))
+    before = client.adjust("IO-1", "berlin", 10)
+    ray.get(client.shards[0].fail_next_writes.remote(1))
+    failed = client.execute(
+        [Submission(TransferStock("IO-1", "berlin", "paris", 1)) for _ in range(5)]
+    )
+    assert all(isinstance(o.value, StorageFailure) for o in failed)
+    assert client.get_sku("IO-1") == before
+    after = client.adjust("IO-1", "berlin", 5)
+    assert after.version == before.version + 1
+    assert after.locations[0].on_hand == 15
+    status = client.status()[0]
+    assert isinstance(status, ShardStatus)
+    assert status.storage_failures == 1 and status.available
+
+
+def test_a_hold_expires_after_a_restart_without_any_request(make_client: ClientFactory) -> None:
+    client = make_client()
+    client.adjust("EXP-1", "berlin", 5)
+    hold = client.reserve([LineRequest("EXP-1", 2)], ttl_seconds=1)
+    first = _wait_until_up(client)
+    os.kill(first.pid, signal.SIGKILL)
+
+    def units_released() -> SkuView | None:
+        view = client.get_sku("EXP-1")
+        return view if view is not None and view.reserved == 0 else None
+
+    wait_for(units_released, 30, "the expiry timer of the restarted shard")
+    view = client.get_hold(hold.hold_id)
+    assert view is not None and view.status is HoldStatus.EXPIRED
+    assert view.finished_at_ms is not None

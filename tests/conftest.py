@@ -1,0 +1,83 @@
+"""Shared fixtures: one local Ray instance per test session; shards per test, in their own
+namespace and data directory, killed at teardown."""
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import ray
+
+from inventory_actors.client import InventoryClient
+from inventory_actors.config import ShardConfig
+
+T = TypeVar("T")
+
+ClientFactory = Callable[..., InventoryClient]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("INVENTORY_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="long run: set INVENTORY_SLOW_TESTS=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="inventory-tests",
+        _node_ip_address="127.0.0.1",
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def make_client(ray_session: None, tmp_path: Path) -> Iterator[ClientFactory]:
+    """Start shards for a fresh data directory; every client made is shut down afterwards."""
+    made: list[InventoryClient] = []
+
+    def make(
+        shard_count: int = 1,
+        config: ShardConfig | None = None,
+        data_dir: Path | None = None,
+        namespace: str | None = None,
+        call_timeout_seconds: float = 30.0,
+    ) -> InventoryClient:
+        client = InventoryClient.connect(
+            data_dir or tmp_path / "data",
+            shard_count=shard_count,
+            namespace=namespace or f"test-{uuid.uuid4().hex[:12]}",
+            config=config,
+            call_timeout_seconds=call_timeout_seconds,
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.shutdown()
+
+
+def wait_for(condition: Callable[[], T | None], timeout_seconds: float, what: str) -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            value = condition()
+        except Exception:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_seconds} s waiting for {what}")
+        time.sleep(0.05)
