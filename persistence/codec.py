@@ -50,7 +50,6 @@ from inventory_actors.domain import (
 )
 
 
-
 def _refuse(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
