@@ -7,7 +7,7 @@ the on-disk format: never reuse or renumber one.
 
 import json
 from collections.abc import Callable, Sequence
-from json.encoder import c_make_encoder, encode_basestring
+from json.encoder import encode_basestring
 from typing import Any
 
 from inventory_actors.domain import (
@@ -57,9 +57,10 @@ def _refuse(value: object) -> object:
 def _make_dumps() -> Callable[[object], str]:
     """One reusable C encoder: `json.dumps` builds a new one per call, which costs more than
     encoding a small record. No circular-reference check: records are trees."""
-    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # pragma: no cover - CPython always has it
         return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    encoder = c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, True)
+    encoder = make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, True)
     return lambda value: "".join(encoder(value, 0))
 
 
