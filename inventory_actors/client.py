@@ -37,6 +37,7 @@ from inventory_actors.partitioning import (
 )
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.shard_actor import DEFAULT_NAMESPACE, ShardActor, shard_name
+from inventory_actors.wire import decode_outcomes, encode_submissions
 
 CALL_TIMEOUT_SECONDS = 30.0
 
@@ -55,7 +56,7 @@ class Pending:
     def wait(self) -> list[Outcome]:
         for shard_id, indices, ref in self._parts:
             try:
-                answer: list[Outcome] = ray.get(ref, timeout=self._timeout)
+                answer = decode_outcomes(ray.get(ref, timeout=self._timeout))
             except RayError as error:
                 answer = [Outcome(_unavailable(shard_id, error))] * len(indices)
             self._fill(indices, answer)
@@ -74,8 +75,7 @@ class Pending:
 
     async def _answer_async(self, shard_id: int, size: int, ref: Any) -> list[Outcome]:
         try:
-            answer: list[Outcome] = await asyncio.wait_for(ref, self._timeout)
-            return answer
+            return decode_outcomes(await asyncio.wait_for(ref, self._timeout))
         except (RayError, TimeoutError) as error:
             return [Outcome(_unavailable(shard_id, error))] * size
 
@@ -142,8 +142,9 @@ class InventoryClient:
                 return self.partition.shard_of_sku(command.sku)
             case ReserveStock(hold_id, lines, _, _):
                 home = self.partition.shard_of_hold(hold_id)
-                if any(self.partition.shard_of_sku(line.sku) != home for line in lines):
-                    raise InvalidCommand("every line of a hold must live on its home shard")
+                for line in lines:
+                    if self.partition.shard_of_sku(line.sku) != home:
+                        raise InvalidCommand("every line of a hold must live on its home shard")
                 return home
             case CommitHold(hold_id) | ReleaseHold(hold_id) | ExtendHold(hold_id, _):
                 return self.partition.shard_of_hold(hold_id)
@@ -165,7 +166,7 @@ class InventoryClient:
             indices.append(index)
             subs.append(sub)
         parts = [
-            (shard_id, indices, self.shards[shard_id].execute.remote(subs))
+            (shard_id, indices, self.shards[shard_id].execute.remote(encode_submissions(subs)))
             for shard_id, (indices, subs) in groups.items()
         ]
         return Pending(outcomes, parts, self.call_timeout_seconds)

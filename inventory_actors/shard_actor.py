@@ -11,8 +11,9 @@ import ray
 
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import HoldView, SkuView
-from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from inventory_actors.protocol import ShardStatus
 from inventory_actors.shard_core import ShardCore
+from inventory_actors.wire import decode_submissions, encode_outcomes
 from persistence import SqliteShardStore
 
 ACTOR_NAME_PREFIX = "inventory-shard-"
@@ -52,8 +53,13 @@ class ShardActor:
         self._store = SqliteShardStore(Path(self._path))
         return self._store
 
-    async def execute(self, submissions: Sequence[Submission]) -> list[Outcome]:
-        return await self._core.submit(submissions)
+    async def execute(self, payload: str) -> str:
+        """Run encoded submissions (see `wire`); answer their encoded outcomes, in order."""
+        try:
+            submissions = decode_submissions(payload)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"undecodable submissions: {error}") from None
+        return encode_outcomes(await self._core.submit(submissions))
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)

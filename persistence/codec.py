@@ -73,11 +73,11 @@ def _image(raw: list[Any]) -> LevelImage:
 
 
 def _images(raw: list[list[Any]]) -> tuple[LevelImage, ...]:
-    return tuple(LevelImage(*item) for item in raw)
+    return tuple([LevelImage(*item) for item in raw])
 
 
 def _hold_lines(raw: list[list[Any]]) -> tuple[HoldLine, ...]:
-    return tuple(HoldLine(*item) for item in raw)
+    return tuple([HoldLine(*item) for item in raw])
 
 
 COMMAND_TAGS: dict[type, str] = {
@@ -92,16 +92,23 @@ COMMAND_TAGS: dict[type, str] = {
     PruneHolds: "prune",
 }
 
-_COMMAND_DECODERS: dict[str, Callable[[list[Any]], Command]] = {
-    "adjust": lambda f: AdjustStock(*f),
-    "set": lambda f: SetStock(*f),
-    "transfer": lambda f: TransferStock(*f),
-    "reserve": lambda f: ReserveStock(f[0], tuple(LineRequest(*x) for x in f[1]), *f[2:]),
-    "commit": lambda f: CommitHold(*f),
-    "release": lambda f: ReleaseHold(*f),
-    "extend": lambda f: ExtendHold(*f),
-    "expire": lambda f: ExpireHolds(*f),
-    "prune": lambda f: PruneHolds(*f),
+# Decoders take the whole tagged row ([tag, fields...]); positional construction keeps the
+# field-count check of the named tuples.
+_COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
+    "adjust": lambda r: AdjustStock(r[1], r[2], r[3], r[4], r[5], r[6]),
+    "set": lambda r: SetStock(r[1], r[2], r[3], r[4], r[5], r[6]),
+    "transfer": lambda r: TransferStock(r[1], r[2], r[3], r[4], r[5], r[6]),
+    "reserve": lambda r: ReserveStock(r[1], tuple([LineRequest(*x) for x in r[2]]), r[3], r[4]),
+    "commit": lambda r: CommitHold(r[1]),
+    "release": lambda r: ReleaseHold(r[1]),
+    "extend": lambda r: ExtendHold(r[1], r[2]),
+    "expire": lambda r: ExpireHolds(r[1]),
+    "prune": lambda r: PruneHolds(r[1], r[2]),
+}
+
+_COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
+    tag: getattr(kind, "_fields")
+    for kind, tag in COMMAND_TAGS.items()  # noqa: B009
 }
 
 EVENT_TAGS: dict[type, str] = {
@@ -151,13 +158,23 @@ _RESULT_DECODERS: dict[str, Callable[[list[Any]], Result | DomainError]] = {
 }
 
 
+def command_row(command: Command) -> tuple[Any, ...]:
+    """A command as a plain tagged tuple: what the JSON holds."""
+    return (COMMAND_TAGS[type(command)], *command)
+
+
+def command_from_row(row: Sequence[Any]) -> Command:
+    if len(row) != len(_COMMAND_FIELDS[row[0]]) + 1:
+        raise ValueError(f"{row[0]} record has {len(row) - 1} fields")
+    return _COMMAND_DECODERS[row[0]](row)
+
+
 def encode_command(command: Command) -> str:
-    return _dumps((COMMAND_TAGS[type(command)], *command))
+    return _dumps(command_row(command))
 
 
 def decode_command(text: str) -> Command:
-    tag, *fields = _loads(text)
-    return _COMMAND_DECODERS[tag](fields)
+    return command_from_row(_loads(text))
 
 
 def encode_events(events: Sequence[Event]) -> str:
@@ -168,14 +185,26 @@ def decode_events(text: str) -> list[Event]:
     return [_EVENT_DECODERS[tag](fields) for tag, *fields in _loads(text)]
 
 
-def encode_result(result: Result | DomainError) -> str:
+def result_row(result: Result | DomainError) -> tuple[Any, ...]:
     fields = result.args if isinstance(result, DomainError) else result
-    return _dumps((RESULT_TAGS[type(result)], *fields))
+    return (RESULT_TAGS[type(result)], *fields)
+
+
+def result_from_row(row: Sequence[Any]) -> Result | DomainError:
+    return _RESULT_DECODERS[row[0]](list(row[1:]))
+
+
+def encode_result(result: Result | DomainError) -> str:
+    return _dumps(result_row(result))
 
 
 def decode_result(text: str) -> Result | DomainError:
-    tag, *fields = _loads(text)
-    return _RESULT_DECODERS[tag](fields)
+    return result_from_row(_loads(text))
+
+
+def dumps(value: object) -> str:
+    """Compact JSON of plain values and records (tuples become arrays)."""
+    return _dumps(value)
 
 
 def encode_rows(rows: Sequence[object]) -> str:

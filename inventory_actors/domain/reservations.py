@@ -25,6 +25,8 @@ def plan_hold(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
     served whole from the location with the most units available after the explicit lines of
     the same SKU; ties go to the location whose name sorts first.
     """
+    if len(cmd.lines) == 1:
+        return _plan_single_line(stock, cmd, now_ms)
     pinned, floating = _sum_lines(cmd)
     shortages: list[Shortage] = []
     for (sku, location), quantity in pinned.items():
@@ -44,6 +46,30 @@ def plan_hold(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
     lines = tuple(HoldLine(sku, location, quantity) for (sku, location), quantity in chosen.items())
     images = stock.images_after(lines, 1)
     return HoldPlaced(cmd.hold_id, lines, now_ms + cmd.ttl_ms, cmd.reference, images)
+
+
+def _plan_single_line(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
+    """The common cart line, without the bookkeeping of summing: same events as the general
+    path (property-tested)."""
+    line = cmd.lines[0]
+    check_id("sku", line.sku)
+    check_quantity(line.quantity)
+    sku = stock.skus.get(line.sku)
+    if line.location is None:
+        location, available = _best_location(stock, line.sku, {})
+    else:
+        check_id("location", line.location)
+        location = line.location
+        level = None if sku is None else sku.levels.get(location)
+        available = 0 if level is None else level.on_hand - level.reserved
+    if sku is None or location is None or line.quantity > available:
+        raise InsufficientStock((Shortage(line.sku, line.location, line.quantity, available),))
+    level = sku.levels[location]
+    image = LevelImage(
+        line.sku, location, level.on_hand, level.reserved + line.quantity, sku.version + 1
+    )
+    held = (HoldLine(line.sku, location, line.quantity),)
+    return HoldPlaced(cmd.hold_id, held, now_ms + cmd.ttl_ms, cmd.reference, (image,))
 
 
 def _sum_lines(cmd: ReserveStock) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
