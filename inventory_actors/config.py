@@ -19,6 +19,8 @@ class ShardConfig:
     # Idempotency records and finished holds are kept at least this long.
     idempotency_retention_seconds: float = 86_400.0
     hold_retention_seconds: float = 86_400.0
+    # Finished holds kept in memory at most; the oldest go first when there are more.
+    finished_holds_max: int = 1_000_000
     housekeeping_interval_seconds: float = 60.0
     # After a failed recovery, try again this often.
     recovery_retry_seconds: float = 1.0

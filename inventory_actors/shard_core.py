@@ -20,6 +20,7 @@ from inventory_actors.domain import (
     HoldView,
     Ledger,
     PruneHolds,
+    PruneResult,
     Result,
     SkuView,
 )
@@ -274,8 +275,22 @@ class ShardCore:
         now_ms = self._clock_ms()
         idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
         self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
-        hold_before_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
-        await self.run_command(PruneHolds(hold_before_ms, PRUNE_PER_COMMAND_MAX))
+        while True:
+            before_ms = self._prune_cutoff_ms(now_ms)
+            outcome = await self.run_command(PruneHolds(before_ms, PRUNE_PER_COMMAND_MAX))
+            if not isinstance(outcome.value, PruneResult):
+                break
+            if outcome.value.pruned < PRUNE_PER_COMMAND_MAX:
+                break
+
+    def _prune_cutoff_ms(self, now_ms: int) -> int:
+        """Finished holds older than the retention go, and the oldest beyond the count cap."""
+        cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
+        finished = self.ledger.finished
+        excess = len(finished) - self.config.finished_holds_max
+        if excess > 0:
+            cutoff_ms = max(cutoff_ms, finished[min(excess, len(finished) - 1)][0])
+        return cutoff_ms
 
     # -- reads -----------------------------------------------------------------------------
 
