@@ -3,6 +3,7 @@
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,27 +38,33 @@ class SqliteShardStore(ShardStore):
         self._conn.execute("PRAGMA foreign_keys=OFF")
         self._conn.execute("PRAGMA temp_store=MEMORY")
 
-    def append(
-        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
-    ) -> None:
-        if not records and not idempotency:
-            return
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; on any error ROLLBACK, and raise StorageError."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", records)
-                conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", idempotency)
-                if self.failing_appends > 0:
-                    self.failing_appends -= 1
-                    raise sqlite3.OperationalError("disk I/O error (injected)")
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
-            raise StorageError(f"append failed: {error}") from error
+            raise StorageError(f"{what} failed: {error}") from error
+
+    def append(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
+    ) -> None:
+        if not records and not idempotency:
+            return
+        with self._transaction("append") as conn:
+            conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", records)
+            conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", idempotency)
+            if self.failing_appends > 0:
+                self.failing_appends -= 1
+                raise sqlite3.OperationalError("disk I/O error (injected)")
 
     def find_idempotency(self, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
         found: dict[str, IdempotencyRecord] = {}
@@ -96,35 +103,18 @@ class SqliteShardStore(ShardStore):
         )
 
     def finish_snapshot(self, snapshot_id: int, keep: int) -> None:
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "UPDATE snapshots SET complete = 1 WHERE snapshot_id = ?", (snapshot_id,)
-                )
-                stale = (
-                    "SELECT snapshot_id FROM snapshots WHERE complete = 1 "
-                    "ORDER BY snapshot_id DESC LIMIT -1 OFFSET ?"
-                )
-                doomed = [r[0] for r in conn.execute(stale, (max(keep, 1),))]
-                doomed += [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT snapshot_id FROM snapshots WHERE complete = 0 AND snapshot_id < ?",
-                        (snapshot_id,),
-                    )
-                ]
-                for old in doomed:
-                    conn.execute("DELETE FROM snapshot_chunks WHERE snapshot_id = ?", (old,))
-                    conn.execute("DELETE FROM snapshots WHERE snapshot_id = ?", (old,))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as error:
-            raise StorageError(f"finish_snapshot failed: {error}") from error
+        with self._transaction("finish_snapshot") as conn:
+            conn.execute("UPDATE snapshots SET complete = 1 WHERE snapshot_id = ?", (snapshot_id,))
+            stale = (
+                "SELECT snapshot_id FROM snapshots WHERE complete = 1 "
+                "ORDER BY snapshot_id DESC LIMIT -1 OFFSET ?"
+            )
+            doomed = [row[0] for row in conn.execute(stale, (max(keep, 1),))]
+            unfinished = "SELECT snapshot_id FROM snapshots WHERE complete = 0 AND snapshot_id < ?"
+            doomed += [row[0] for row in conn.execute(unfinished, (snapshot_id,))]
+            for old in doomed:
+                conn.execute("DELETE FROM snapshot_chunks WHERE snapshot_id = ?", (old,))
+                conn.execute("DELETE FROM snapshots WHERE snapshot_id = ?", (old,))
 
     def latest_snapshot(self) -> SnapshotInfo | None:
         rows = self._query(
