@@ -53,6 +53,7 @@ class ShardActor:
         self._store = SqliteShardStore(Path(self._path))
         return self._store
 
+    @ray.method(num_returns=1, max_task_retries=0, retry_exceptions=False)
     async def execute(self, payload: str) -> str:
         """Run encoded submissions (see `wire`); answer their encoded outcomes, in order."""
         try:
