@@ -102,6 +102,12 @@ class ExtendBody(_Body):
     ttl_seconds: TtlSeconds
 
 
+def _whole_seconds(ttl_ms: object) -> int:
+    if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms % 1000:
+        raise InvalidCommand("ttl must be in whole seconds")
+    return ttl_ms // 1000
+
+
 _SKU = TypeAdapter(ItemId)
 _HOLD_ID = TypeAdapter(HoldId)
 
@@ -124,14 +130,18 @@ def _check_command(command: Command) -> None:
             TransferBody(
                 from_location=source, to_location=target, quantity=quantity, reference=reference
             )
+            if source == target:
+                raise InvalidCommand("from_location and to_location must differ")
         case ReserveStock(hold_id, lines, ttl_ms, reference):
             _HOLD_ID.validate_python(hold_id)
-            if ttl_ms % 1000:
-                raise InvalidCommand("ttl must be whole seconds")
+            if not isinstance(lines, tuple | list) or not all(
+                isinstance(line, LineRequest) for line in lines
+            ):
+                raise InvalidCommand("lines must be LineRequest values")
             ReservationBody.model_validate(
                 {
                     "lines": [line._asdict() for line in lines],
-                    "ttl_seconds": ttl_ms // 1000,
+                    "ttl_seconds": _whole_seconds(ttl_ms),
                     "reference": reference,
                 }
             )
@@ -139,7 +149,7 @@ def _check_command(command: Command) -> None:
             _HOLD_ID.validate_python(hold_id)
         case ExtendHold(hold_id, ttl_ms):
             _HOLD_ID.validate_python(hold_id)
-            ExtendBody(ttl_seconds=ttl_ms // 1000)
+            ExtendBody(ttl_seconds=_whole_seconds(ttl_ms))
         case _:
             raise InvalidCommand(f"{type(command).__name__} cannot be sent by a client")
 

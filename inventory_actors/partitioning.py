@@ -17,6 +17,7 @@ SHARD_COUNT_MAX = 1024
 _HOLD_PREFIX = "r_"
 _HOLD_TOKEN_LENGTH = 20
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 def slot_of(key: str) -> int:
@@ -38,13 +39,13 @@ def new_hold_id(slot: int, seed: bytes | None = None) -> str:
 
 def slot_of_hold(hold_id: str) -> int:
     """The home slot a hold id names; any other id hashes like a SKU."""
-    if hold_id.startswith(_HOLD_PREFIX) and len(hold_id) == 5 + _HOLD_TOKEN_LENGTH:
-        try:
-            slot = int(hold_id[2:5], 16)
-        except ValueError:
-            return slot_of(hold_id)
-        if slot < SLOT_COUNT:
-            return slot
+    digits = hold_id[2:5]
+    if (
+        hold_id.startswith(_HOLD_PREFIX)
+        and len(hold_id) == 5 + _HOLD_TOKEN_LENGTH
+        and all(ch in _HEX_DIGITS for ch in digits)
+    ):
+        return int(digits, 16) % SLOT_COUNT
     return slot_of(hold_id)
 
 

@@ -18,6 +18,7 @@ from inventory_actors.domain import (
     DomainError,
     ExpireHolds,
     HoldView,
+    InvalidCommand,
     Ledger,
     PruneHolds,
     PruneResult,
@@ -32,7 +33,12 @@ from inventory_actors.errors import (
     ShardUnavailable,
     StorageFailure,
 )
-from inventory_actors.protocol import Outcome, Submission, fingerprint_of
+from inventory_actors.protocol import (
+    Outcome,
+    Submission,
+    fingerprint_of,
+    is_valid_idempotency_key,
+)
 from inventory_actors.recovery import recover_ledger
 from inventory_actors.snapshots import Snapshotter
 from persistence import IdempotencyRecord, LogRecord, ShardStore
@@ -56,6 +62,9 @@ class _Call:
         self.remaining -= 1
         if self.remaining == 0 and not self.future.done():
             self.future.set_result(self.outcomes)  # type: ignore[arg-type]
+
+
+_BAD_KEY = InvalidCommand("idempotency key must be 1 to 255 printable ASCII characters")
 
 
 @dataclass
@@ -152,7 +161,12 @@ class ShardCore:
             full = Overloaded(f"shard {self.shard_id} queue is full")
             return [Outcome(full)] * len(submissions)
         call = _Call(len(submissions), asyncio.get_running_loop().create_future())
-        self._queue.extend((call, index, sub) for index, sub in enumerate(submissions))
+        for index, sub in enumerate(submissions):
+            key = sub.idempotency_key
+            if key is None or is_valid_idempotency_key(key):
+                self._queue.append((call, index, sub))
+            else:
+                call.settle(index, Outcome(_BAD_KEY))
         self._wakeup.set()
         return await call.future
 
@@ -176,7 +190,7 @@ class ShardCore:
         records: list[LogRecord] = []
         idempotency: list[IdempotencyRecord] = []
         try:
-            keys = [sub.idempotency_key for _, _, sub in batch if sub.idempotency_key]
+            keys = [s.idempotency_key for _, _, s in batch if s.idempotency_key is not None]
             stored = self.store.find_idempotency(keys) if keys else {}
             lsn = self.last_lsn
             outcomes = []

@@ -28,7 +28,8 @@ class MemoryShardStore(ShardStore):
         lsns = [r.lsn for r in records]
         if any(b <= a for a, b in itertools.pairwise([last, *lsns])):
             raise StorageError("append failed: UNIQUE constraint failed: log.lsn")
-        if any(r.key in self.idempotency for r in idempotency):
+        keys = [r.key for r in idempotency]
+        if len(set(keys)) != len(keys) or any(key in self.idempotency for key in keys):
             raise StorageError("append failed: UNIQUE constraint failed: idempotency.key")
         self.log.extend(records)
         self.idempotency.update((r.key, r) for r in idempotency)

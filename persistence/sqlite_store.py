@@ -51,7 +51,7 @@ class SqliteShardStore(ShardStore):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeError) as error:
             raise StorageError(f"{what} failed: {error}") from error
 
     def append(

@@ -111,7 +111,12 @@ class Ledger(LedgerState):
         check_id("location", cmd.location)
         check_reason(cmd.reason)
         check_reference(cmd.reference)
-        if not isinstance(cmd.delta, int) or cmd.delta == 0 or abs(cmd.delta) > limits.DELTA_MAX:
+        delta = cmd.delta
+        if (
+            not isinstance(delta, int)
+            or isinstance(delta, bool)
+            or not 0 < abs(delta) <= limits.DELTA_MAX
+        ):
             raise InvalidCommand(f"delta must be a non-zero integer within ±{limits.DELTA_MAX}")
         version = self._check_version(cmd.sku, cmd.expected_version)
         on_hand, reserved = self._level_values(cmd.sku, cmd.location)
@@ -129,7 +134,7 @@ class Ledger(LedgerState):
         check_id("location", cmd.location)
         check_reason(cmd.reason)
         check_reference(cmd.reference)
-        if not isinstance(cmd.on_hand, int) or cmd.on_hand < 0:
+        if not isinstance(cmd.on_hand, int) or isinstance(cmd.on_hand, bool) or cmd.on_hand < 0:
             raise InvalidCommand("on_hand must be an integer >= 0")
         self._check_ceiling(cmd.on_hand)
         version = self._check_version(cmd.sku, cmd.expected_version)

@@ -3,6 +3,7 @@
 import re
 from typing import Final
 
+# Python's `re` must use fullmatch with it: its `$` also matches before a trailing newline.
 ID_PATTERN: Final = r"^[A-Za-z0-9._:/-]{1,128}$"
 ID_RE: Final = re.compile(ID_PATTERN)
 QUANTITY_MAX: Final = 1_000_000_000
@@ -33,4 +34,4 @@ REASONS: Final = frozenset(
 
 def is_valid_id(value: object) -> bool:
     """True for a SKU or location id of the contract."""
-    return isinstance(value, str) and ID_RE.match(value) is not None
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None

@@ -12,6 +12,7 @@ def check_id(field: str, value: object) -> None:
 def check_hold_id(value: object) -> None:
     if not isinstance(value, str) or not 0 < len(value) <= limits.HOLD_ID_LENGTH_MAX:
         raise InvalidCommand(f"hold id must be 1 to {limits.HOLD_ID_LENGTH_MAX} characters")
+    check_text("hold id", value)
 
 
 def check_quantity(value: object) -> None:
@@ -31,6 +32,15 @@ def check_reference(value: object) -> None:
         return
     if not isinstance(value, str) or len(value) > limits.REFERENCE_LENGTH_MAX:
         raise InvalidCommand(f"reference must be a string of <= {limits.REFERENCE_LENGTH_MAX}")
+    check_text("reference", value)
+
+
+def check_text(field: str, value: str) -> None:
+    """Text must be valid Unicode (no lone surrogates), or no store can write it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidCommand(f"{field} is not valid Unicode text") from None
 
 
 def check_ttl_ms(value: object) -> None:

@@ -1,0 +1,231 @@
+"""The log's encoding: every command, event, result and error comes back equal."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inventory_actors.domain import (
+    AdjustStock,
+    Command,
+    CommitHold,
+    DomainError,
+    Event,
+    ExpireHolds,
+    ExpiryResult,
+    ExtendHold,
+    HoldExists,
+    HoldExtended,
+    HoldFinished,
+    HoldLine,
+    HoldNotActive,
+    HoldNotFound,
+    HoldPlaced,
+    HoldsPruned,
+    HoldStatus,
+    HoldView,
+    InsufficientStock,
+    InvalidCommand,
+    LevelImage,
+    LineRequest,
+    LocationView,
+    PruneHolds,
+    PruneResult,
+    ReleaseHold,
+    ReserveStock,
+    Result,
+    SetStock,
+    Shortage,
+    SkuView,
+    StockAdjusted,
+    StockSet,
+    StockTransferred,
+    TransferStock,
+    VersionConflict,
+)
+from persistence.codec import (
+    COMMAND_TAGS,
+    EVENT_TAGS,
+    RESULT_TAGS,
+    decode_command,
+    decode_events,
+    decode_result,
+    decode_rows,
+    encode_command,
+    encode_events,
+    encode_result,
+    encode_rows,
+)
+
+COMMANDS: list[Command] = [
+    AdjustStock("A", "berlin", -3, "damaged", "ref-1", 4),
+    AdjustStock("A", "berlin", 3, "received"),
+    SetStock("A", "berlin", 0),
+    SetStock("A", "berlin", 10**12, "correction", "count ü", 0),
+    TransferStock("A", "berlin", "paris", 7, None, 2),
+    TransferStock("A", "berlin", "paris", 1, "move"),
+    ReserveStock("h1", (LineRequest("A", 1), LineRequest("B", 2, "paris")), 60_000, "cart"),
+    ReserveStock("h2", (LineRequest("A", 1),), 1_000),
+    CommitHold("h1"),
+    ReleaseHold("h1"),
+    ExtendHold("h1", 5_000),
+    ExpireHolds(100),
+    PruneHolds(123_456, 10),
+]
+
+IMAGE = LevelImage("A", "berlin", 10, 3, 7)
+EVENTS: list[Event] = [
+    StockAdjusted(IMAGE, -2, "damaged", None),
+    StockSet(IMAGE, 12, "cycle_count", "c-1"),
+    StockTransferred(IMAGE, LevelImage("A", "paris", 2, 0, 7), 2, "move"),
+    HoldPlaced(
+        "h1",
+        (HoldLine("A", "berlin", 3), HoldLine("B", "rome", 1)),
+        99_000,
+        "cart",
+        (IMAGE, LevelImage("B", "rome", 1, 1, 2)),
+    ),
+    HoldPlaced("h2", (HoldLine("A", "berlin", 3),), 99_000, None, (IMAGE,)),
+    HoldFinished("h1", HoldStatus.COMMITTED, (IMAGE,)),
+    HoldFinished("h1", HoldStatus.RELEASED, (IMAGE,)),
+    HoldFinished("h1", HoldStatus.EXPIRED, ()),
+    HoldExtended("h1", 123_000),
+    HoldsPruned(("h1", "h2")),
+    HoldsPruned(()),
+]
+
+RESULTS: list[Result] = [
+    SkuView("A", 3, (LocationView("berlin", 5, 2), LocationView("paris", 0, 0))),
+    SkuView("A", 1, ()),
+    HoldView("h1", HoldStatus.ACTIVE, (HoldLine("A", "berlin", 3),), 5_000, "cart", 1_000, None),
+    HoldView("h1", HoldStatus.EXPIRED, (HoldLine("A", "x", 1),), 5_000, None, 1_000, 6_000),
+    ExpiryResult(3),
+    PruneResult(0),
+]
+
+ERRORS: list[DomainError] = [
+    InvalidCommand("delta must be a non-zero integer"),
+    InsufficientStock((Shortage("A", "berlin", 3, 1), Shortage("B", None, 2, 0))),
+    VersionConflict("A", 3, 4),
+    HoldNotFound("h1"),
+    HoldExists("h1"),
+    HoldNotActive("h1", "released"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=repr)
+def test_every_command_comes_back_equal(command: Command) -> None:
+    decoded = decode_command(encode_command(command))
+    assert decoded == command
+    assert type(decoded) is type(command)
+
+
+def test_every_command_type_has_a_tag_and_a_round_trip_here() -> None:
+    assert {type(c) for c in COMMANDS} == set(COMMAND_TAGS)
+
+
+def test_a_decoded_hold_has_lines_as_a_tuple_of_line_requests() -> None:
+    decoded = decode_command(encode_command(COMMANDS[6]))
+    assert isinstance(decoded, ReserveStock)
+    assert isinstance(decoded.lines, tuple)
+    assert all(isinstance(line, LineRequest) for line in decoded.lines)
+
+
+def test_every_event_comes_back_equal_and_typed() -> None:
+    decoded = decode_events(encode_events(EVENTS))
+    assert decoded == EVENTS
+    assert [type(e) for e in decoded] == [type(e) for e in EVENTS]
+    assert {type(e) for e in EVENTS} == set(EVENT_TAGS)
+    finished = decoded[5]
+    assert isinstance(finished, HoldFinished) and finished.status is HoldStatus.COMMITTED
+    placed = decoded[3]
+    assert isinstance(placed, HoldPlaced)
+    assert all(isinstance(line, HoldLine) for line in placed.lines)
+    assert all(isinstance(image, LevelImage) for image in placed.levels)
+
+
+def test_no_events_encode_to_an_empty_list() -> None:
+    assert decode_events(encode_events([])) == []
+
+
+@pytest.mark.parametrize("result", RESULTS, ids=repr)
+def test_every_result_comes_back_equal(result: Result) -> None:
+    decoded = decode_result(encode_result(result))
+    assert decoded == result and type(decoded) is type(result)
+
+
+def test_a_decoded_hold_view_has_a_status_not_a_string() -> None:
+    decoded = decode_result(encode_result(RESULTS[2]))
+    assert isinstance(decoded, HoldView) and decoded.status is HoldStatus.ACTIVE
+    assert decoded.lines == (HoldLine("A", "berlin", 3),)
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=repr)
+def test_every_domain_error_comes_back_with_its_fields(error: DomainError) -> None:
+    decoded = decode_result(encode_result(error))
+    assert type(decoded) is type(error)
+    assert isinstance(decoded, DomainError)
+    assert decoded.args == error.args
+    assert str(decoded) == str(error)
+    assert vars(decoded) == vars(error)
+
+
+def test_every_result_and_error_type_has_a_round_trip_here() -> None:
+    assert {type(r) for r in RESULTS} | {type(e) for e in ERRORS} == set(RESULT_TAGS)
+
+
+def test_a_decoded_shortage_is_a_shortage() -> None:
+    decoded = decode_result(encode_result(ERRORS[1]))
+    assert isinstance(decoded, InsufficientStock)
+    assert all(isinstance(s, Shortage) for s in decoded.shortages)
+    assert decoded.shortages[1].location is None
+
+
+def test_the_encoding_is_compact_json_with_the_tag_first() -> None:
+    text = encode_command(AdjustStock("A", "b", 1, "received"))
+    assert text == '["adjust","A","b",1,"received",null,null]'
+    assert json.loads(encode_events([HoldExtended("h", 5)])) == [["extended", "h", 5]]
+
+
+def test_non_ascii_text_is_kept_as_is() -> None:
+    text = encode_command(AdjustStock("A", "b", 1, "received", "Grüße 🚚"))
+    assert "Grüße 🚚" in text
+    assert decode_command(text) == AdjustStock("A", "b", 1, "received", "Grüße 🚚")
+
+
+def test_a_value_json_cannot_carry_is_refused() -> None:
+    with pytest.raises(TypeError):
+        encode_command(AdjustStock("A", "b", 1, "received", object()))  # type: ignore[arg-type]
+
+
+def test_snapshot_rows_come_back_as_lists() -> None:
+    rows: list[object] = [["A", 3, [["berlin", 5, 2]]], ["h1", "active", 1, None, 0, None, []]]
+    assert decode_rows(encode_rows(rows)) == rows
+    assert decode_rows(encode_rows(rows).encode()) == rows
+
+
+references = st.one_of(st.none(), st.text(max_size=20).filter(lambda s: "\x00" not in s))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.builds(
+        ReserveStock,
+        st.text(min_size=1, max_size=64),
+        st.lists(
+            st.builds(
+                LineRequest,
+                st.text(min_size=1, max_size=8),
+                st.integers(1, 10**9),
+                st.one_of(st.none(), st.text(max_size=8)),
+            ),
+            min_size=1,
+            max_size=5,
+        ).map(tuple),
+        st.integers(1_000, 86_400_000),
+        references,
+    )
+)
+def test_any_hold_comes_back_equal(command: ReserveStock) -> None:
+    assert decode_command(encode_command(command)) == command
