@@ -494,6 +494,24 @@ def test_housekeeping_forgets_old_idempotency_records_and_finished_holds() -> No
     run(body)
 
 
+def test_housekeeping_keeps_at_most_the_configured_number_of_finished_holds() -> None:
+    async def body() -> None:
+        clock = Clock()
+        core = make_core(MemoryShardStore(), clock, ShardConfig(finished_holds_max=3))
+        await ok(core, adjust(10))
+        for index in range(6):
+            clock.advance(1)
+            await ok(core, reserve(f"h{index}"))
+            await ok(core, CommitHold(f"h{index}"))
+        await core.housekeep()
+        kept = [f"h{i}" for i in range(6) if core.read_hold(f"h{i}") is not None]
+        assert kept == ["h3", "h4", "h5"]
+        assert sku_of(core).on_hand == 4
+        await core.stop()
+
+    run(body)
+
+
 # -- snapshots and restarts -------------------------------------------------------------------
 
 
