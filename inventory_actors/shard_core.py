@@ -252,6 +252,11 @@ class ShardCore:
             call.settle(index, failure)
         self.snapshots.abort()
         if not self._recover_now():
+            # Nobody waits on a shard that cannot open its file: answer the queue at once.
+            down = Outcome(ShardUnavailable(self.shard_id, "shard is recovering"))
+            while self._queue:
+                call, index, _ = self._queue.popleft()
+                call.settle(index, down)
             self._tasks.append(asyncio.get_running_loop().create_task(self._recovery_loop()))
 
     async def _recovery_loop(self) -> None:

@@ -401,6 +401,32 @@ def test_a_shard_that_cannot_reopen_its_store_is_unavailable_until_it_can() -> N
     run(body)
 
 
+def test_commands_queued_behind_a_failed_write_hear_at_once_when_the_shard_cannot_recover() -> None:
+    async def body() -> None:
+        store = MemoryShardStore()
+        opens = {"fail": False}
+
+        def open_store() -> ShardStore:
+            if opens["fail"]:
+                raise OSError("disk gone")
+            return store
+
+        config = ShardConfig(batch_commands_max=1, recovery_retry_seconds=60)
+        core = ShardCore(0, open_store, Clock(), config)
+        core.start()
+        await ok(core, adjust(5))
+        opens["fail"] = True
+        store.failing_appends = 1
+        failed, queued = await asyncio.gather(
+            core.submit([Submission(adjust(1))]), core.submit([Submission(adjust(2))])
+        )
+        assert isinstance(failed[0].value, StorageFailure)
+        assert isinstance(queued[0].value, ShardUnavailable)
+        await core.stop()
+
+    run(body)
+
+
 def test_a_full_queue_refuses_new_commands_at_once() -> None:
     async def body() -> None:
         store = MemoryShardStore()
