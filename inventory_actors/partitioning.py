@@ -31,6 +31,8 @@ def new_hold_id(slot: int, seed: bytes | None = None) -> str:
     With `seed` (e.g. an idempotency key) the id is the same every time, so a retried reserve
     is the same command.
     """
+    if not 0 <= slot < SLOT_COUNT:
+        raise ValueError(f"slot must be 0 to {SLOT_COUNT - 1}")
     raw = seed if seed is not None else secrets.token_bytes(20)
     digest = int.from_bytes(hashlib.sha256(raw).digest(), "big")
     token = "".join(_ALPHABET[(digest >> (5 * i)) % 36] for i in range(_HOLD_TOKEN_LENGTH))

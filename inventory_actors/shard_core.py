@@ -294,22 +294,21 @@ class ShardCore:
         now_ms = self._clock_ms()
         idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
         self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
-        while True:
-            before_ms = self._prune_cutoff_ms(now_ms)
-            outcome = await self.run_command(PruneHolds(before_ms, PRUNE_PER_COMMAND_MAX))
-            if not isinstance(outcome.value, PruneResult):
-                break
-            if outcome.value.pruned < PRUNE_PER_COMMAND_MAX:
+        retention_cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
+        while (
+            await self._prune(retention_cutoff_ms, PRUNE_PER_COMMAND_MAX) == PRUNE_PER_COMMAND_MAX
+        ):
+            pass
+        # Then the oldest beyond the count cap, exactly: the ledger prunes in finish order.
+        finished = self.ledger.finished
+        while len(finished) > self.config.finished_holds_max:
+            excess = min(len(finished) - self.config.finished_holds_max, PRUNE_PER_COMMAND_MAX)
+            if await self._prune(finished[excess - 1][0] + 1, excess) == 0:
                 break
 
-    def _prune_cutoff_ms(self, now_ms: int) -> int:
-        """Finished holds older than the retention go, and the oldest beyond the count cap."""
-        cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
-        finished = self.ledger.finished
-        excess = len(finished) - self.config.finished_holds_max
-        if excess > 0:
-            cutoff_ms = max(cutoff_ms, finished[min(excess, len(finished) - 1)][0])
-        return cutoff_ms
+    async def _prune(self, finished_before_ms: int, limit: int) -> int:
+        outcome = await self.run_command(PruneHolds(finished_before_ms, limit))
+        return outcome.value.pruned if isinstance(outcome.value, PruneResult) else 0
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ class MemoryShardStore(ShardStore):
     def append(
         self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
     ) -> None:
+        if not records and not idempotency:
+            return
         if self.failing_appends > 0:
             self.failing_appends -= 1
             raise StorageError("append failed: disk I/O error (injected)")
@@ -72,9 +74,11 @@ class MemoryShardStore(ShardStore):
         return SnapshotInfo(newest, start_lsn, at_ms)
 
     def read_snapshot_chunks(self, snapshot_id: int) -> Iterator[tuple[str, str]]:
-        yield from list(self.snapshots[snapshot_id][3])
+        snapshot = self.snapshots.get(snapshot_id)
+        yield from [] if snapshot is None else list(snapshot[3])
 
     def prune_idempotency(self, before_ms: int, limit: int) -> int:
+        limit = max(limit, 0)
         doomed = sorted((r.at_ms, k) for k, r in self.idempotency.items() if r.at_ms < before_ms)
         for _, key in doomed[:limit]:
             del self.idempotency[key]

@@ -15,6 +15,15 @@ from persistence.schema import migrate
 _KEYS_PER_QUERY = 900
 
 
+def _check_lsns_follow(conn: sqlite3.Connection, records: Sequence[LogRecord]) -> None:
+    """The log only grows: each LSN above the last one written. A bug otherwise."""
+    last = conn.execute("SELECT coalesce(max(lsn), 0) FROM log").fetchone()[0]
+    for record in records:
+        if record.lsn <= last:
+            raise sqlite3.IntegrityError(f"lsn {record.lsn} does not follow {last}")
+        last = record.lsn
+
+
 class SqliteShardStore(ShardStore):
     """A shard's log, idempotency records and snapshots in one SQLite file."""
 
@@ -60,6 +69,8 @@ class SqliteShardStore(ShardStore):
         if not records and not idempotency:
             return
         with self._transaction("append") as conn:
+            if records:
+                _check_lsns_follow(conn, records)
             conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", records)
             conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", idempotency)
             if self.failing_appends > 0:
@@ -142,7 +153,7 @@ class SqliteShardStore(ShardStore):
         cursor = self._write(
             "DELETE FROM idempotency WHERE key IN "
             "(SELECT key FROM idempotency WHERE at_ms < ? ORDER BY at_ms LIMIT ?)",
-            (before_ms, limit),
+            (before_ms, max(limit, 0)),
         )
         return cursor.rowcount
 

@@ -111,3 +111,36 @@ def test_an_extension_of_a_fraction_of_a_second_is_refused_like_a_hold() -> None
 
 def test_a_transfer_to_the_same_location_is_refused_at_the_boundary() -> None:
     assert "differ" in _refusal(TransferStock("A", "berlin", "berlin", 1))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ReserveStock("h1", LINE, "60000"),  # type: ignore[arg-type]
+        ReserveStock("h1", LINE, None),  # type: ignore[arg-type]
+        ReserveStock("h1", LINE, 60_000.0),  # type: ignore[arg-type]
+        ReserveStock("h1", LINE, True),  # a bool is an int to the type checker
+        ExtendHold("h1", "5000"),  # type: ignore[arg-type]
+        ExtendHold("h1", limits.TTL_MS_MAX + 500),
+    ],
+    ids=repr,
+)
+def test_a_ttl_that_is_not_whole_seconds_is_refused_with_a_reason_not_a_crash(
+    command: Command,
+) -> None:
+    assert "ttl" in _refusal(command)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [(("A", 1),), ("A",), [LineRequest("A", 1), {"sku": "A", "quantity": 1}], "A"],
+    ids=repr,
+)
+def test_hold_lines_of_the_wrong_shape_are_refused_with_a_reason_not_a_crash(
+    lines: object,
+) -> None:
+    assert "lines" in _refusal(ReserveStock("h1", lines, TTL))  # type: ignore[arg-type]
+
+
+def test_something_that_is_not_a_command_is_refused() -> None:
+    assert "cannot be sent" in _refusal(("adjust", "A", "berlin", 1))  # type: ignore[arg-type]

@@ -20,10 +20,12 @@ from inventory_actors.domain import (
     InsufficientStock,
     InvalidCommand,
     LineRequest,
+    ReleaseHold,
     ReserveStock,
     SetStock,
     SkuView,
     StockAdjusted,
+    TransferStock,
 )
 from inventory_actors.errors import (
     IdempotencyKeyReused,
@@ -46,8 +48,10 @@ class Clock:
 
     def __init__(self, now_ms: int = START_MS) -> None:
         self.now_ms = now_ms
+        self.reads = 0
 
     def __call__(self) -> int:
+        self.reads += 1
         return self.now_ms
 
     def advance(self, ms: int) -> None:
@@ -427,6 +431,25 @@ def test_commands_queued_behind_a_failed_write_hear_at_once_when_the_shard_canno
     run(body)
 
 
+def test_commands_queued_behind_a_failed_write_succeed_once_the_shard_has_rebuilt() -> None:
+    async def body() -> None:
+        store = MemoryShardStore()
+        core = make_core(store, Clock(), ShardConfig(batch_commands_max=2))
+        await ok(core, adjust(10))
+        store.failing_appends = 1
+        outcomes = await asyncio.gather(*(core.run_command(adjust(1)) for _ in range(6)))
+        assert [isinstance(o.value, StorageFailure) for o in outcomes] == [True] * 2 + [False] * 4
+        assert all(o.ok for o in outcomes[2:])
+        assert [o.lsn for o in outcomes[2:]] == [2, 3, 4, 5]
+        assert core.counters.storage_failures == 1
+        assert sku_of(core).on_hand == 14
+        assert [r.lsn for r in store.log] == [1, 2, 3, 4, 5]
+        core.ledger.check_invariants()
+        await core.stop()
+
+    run(body)
+
+
 def test_a_full_queue_refuses_new_commands_at_once() -> None:
     async def body() -> None:
         store = MemoryShardStore()
@@ -470,8 +493,12 @@ def test_the_expiry_timer_expires_a_hold_without_any_request() -> None:
         core = make_core(store, clock, ShardConfig(expiry_interval_seconds=0.01))
         await ok(core, adjust(5))
         await ok(core, reserve("h1", 2))
-        await asyncio.sleep(0.05)
+        # With an active hold and no commands, only the timer reads the clock: three reads are
+        # three ticks that found nothing due yet.
+        reads = clock.reads
+        await poll(lambda: clock.reads >= reads + 3, "three ticks of the expiry timer")
         assert core.ledger.holds["h1"].status is HoldStatus.ACTIVE
+        assert sku_of(core).reserved == 2
         clock.advance(TTL)
         await poll(
             lambda: core.ledger.holds["h1"].status is HoldStatus.EXPIRED, "the hold to expire"
@@ -538,6 +565,40 @@ def test_housekeeping_keeps_at_most_the_configured_number_of_finished_holds() ->
     run(body)
 
 
+async def _finish_holds(core: ShardCore, clock: Clock, count: int, step_ms: int) -> list[str]:
+    """Place and commit `count` one-unit holds, moving the clock `step_ms` before each; answer
+    the ids of the holds the shard still remembers after housekeeping."""
+    await ok(core, adjust(count))
+    for index in range(count):
+        clock.advance(step_ms)
+        await ok(core, reserve(f"h{index}"))
+        await ok(core, CommitHold(f"h{index}"))
+    await core.housekeep()
+    core.ledger.check_invariants()
+    return [f"h{i}" for i in range(count) if core.read_hold(f"h{i}") is not None]
+
+
+def test_the_count_cap_holds_even_when_holds_finish_in_the_same_millisecond() -> None:
+    async def body() -> None:
+        clock = Clock()
+        core = make_core(MemoryShardStore(), clock, ShardConfig(finished_holds_max=3))
+        kept = await _finish_holds(core, clock, 6, step_ms=0)
+        assert kept == ["h3", "h4", "h5"]
+        await core.stop()
+
+    run(body)
+
+
+def test_a_count_cap_of_zero_keeps_no_finished_hold() -> None:
+    async def body() -> None:
+        clock = Clock()
+        core = make_core(MemoryShardStore(), clock, ShardConfig(finished_holds_max=0))
+        assert await _finish_holds(core, clock, 4, step_ms=1) == []
+        await core.stop()
+
+    run(body)
+
+
 # -- snapshots and restarts -------------------------------------------------------------------
 
 
@@ -572,6 +633,58 @@ def test_a_restarted_shard_recovers_the_same_state_from_a_snapshot_and_the_log()
         assert again.last_lsn == last_lsn
         await ok(again, adjust(1, "B", "paris"))
         assert again.last_lsn == last_lsn + 1
+        await again.stop()
+
+    run(body)
+
+
+def test_a_snapshot_taken_while_holds_finish_are_pruned_and_return_recovers_the_live_state() -> (
+    None
+):
+    async def body() -> None:
+        store = MemoryShardStore()
+        clock = Clock()
+        # One row per chunk, so the snapshot yields to the writer between every SKU and hold;
+        # finished holds are pruned as soon as the clock moves.
+        config = ShardConfig(snapshot_chunk_rows=1, hold_retention_seconds=0)
+        core = make_core(store, clock, config)
+        skus = "ABCDEF"
+        for sku in skus:
+            await ok(core, SetStock(sku, "berlin", 20))
+            await ok(core, SetStock(sku, "paris", 5))
+        for index in range(12):
+            await ok(core, reserve(f"h{index}", 2, skus[index % 6]))
+        clock.advance(1)
+        taking = core.snapshots.start(clock())
+        finished_at: list[int] = []
+        taking.add_done_callback(lambda _: finished_at.append(core.last_lsn))
+
+        async def churn() -> None:
+            for index in range(12):
+                finish = CommitHold if index % 2 else ReleaseHold
+                await ok(core, finish(f"h{index}"))
+                clock.advance(1)
+                await core.housekeep()
+                assert core.read_hold(f"h{index}") is None
+                # The pruned id comes back as a new hold on another SKU.
+                await ok(core, reserve(f"h{index}", 1, skus[(index + 1) % 6]))
+                await ok(core, TransferStock(skus[index % 6], "berlin", "paris", 1))
+
+        await asyncio.gather(taking, churn())
+        assert taking.result() is True
+        start_lsn = core.snapshots.last_start_lsn
+        assert start_lsn == 24
+        assert start_lsn < finished_at[0] < core.last_lsn, "the snapshot overlapped no writes"
+        info = store.latest_snapshot()
+        assert info is not None and info.start_lsn == start_lsn
+        core.ledger.check_invariants()
+        live, last_lsn = core.ledger.fingerprint(), core.last_lsn
+        await core.stop()
+
+        again = make_core(store, clock)
+        assert again.ledger.fingerprint() == live
+        assert again.last_lsn == last_lsn
+        assert again.snapshots.records_since == last_lsn - start_lsn
         await again.stop()
 
     run(body)

@@ -158,6 +158,23 @@ class TestShardStoreContract:
         store.append([record(2)], [idem("k2", 2)])
         assert store.last_lsn() == 2 and "k2" in store.find_idempotency(["k2"])
 
+    def test_an_empty_append_leaves_an_injected_failure_for_the_next_real_write(
+        self, store: ShardStore
+    ) -> None:
+        store.failing_appends = 1  # type: ignore[attr-defined]
+        store.append([], [])
+        with pytest.raises(StorageError):
+            store.append([record(1)], [idem("k1", 1)])
+        assert store.read_log(0, 10) == [] and store.find_idempotency(["k1"]) == {}
+
+    def test_a_record_at_or_below_the_last_lsn_writes_nothing(self, store: ShardStore) -> None:
+        store.append([record(5)], [idem("k1", 5)])
+        before = _everything(store)
+        with pytest.raises(StorageError):
+            store.append([record(3)], [idem("k2", 3)])
+        assert _everything(store) == before
+        assert [r.lsn for r in store.iter_log(0)] == [5]
+
     def test_a_snapshot_counts_only_once_finished(self, store: ShardStore) -> None:
         store.append([record(1), record(2)], [])
         snapshot_id = store.begin_snapshot(2, 7000)
