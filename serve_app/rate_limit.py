@@ -1,0 +1,211 @@
+"""Per-key rate limits: a token bucket for each API key, sized by the key's role.
+
+A bucket holds up to `burst` tokens and refills at `per_second` tokens a second. A request takes
+`cost` tokens (1, or the number of operations of a batch) or is refused whole; a refusal takes
+nothing. `Decision` carries what the response headers need: `RateLimit-Limit` (the burst),
+`RateLimit-Remaining` (whole tokens left), `RateLimit-Reset` (seconds until the bucket is full)
+and, on a 429, `Retry-After` (seconds until `cost` tokens are there). A cost above the burst can
+never be served: it is refused with `Refusal.COST_ABOVE_BURST`, which the HTTP layer should
+answer with a problem telling the client to split the batch rather than to wait.
+
+Time is passed in (`now_s`, monotonic seconds), so tests need no sleeps. Memory is bounded:
+at most `buckets_max` buckets; beyond that the least recently used one is dropped. That bucket
+has been idle longest and is almost always full again, so dropping it loses nothing (a key
+that comes back starts with a full bucket, as it would have anyway).
+
+Several Serve replicas: each replica keeps its own buckets and nothing is shared, so one key
+sending through N replicas gets up to N x `per_second` and N x `burst` cluster-wide (Serve
+spreads requests over replicas, so in practice close to that). To hold a key to a cluster-wide
+rate, give every replica `limits.per_replica(N)`, which divides rates and bursts by N; with
+autoscaling, use the maximum replica count (the limit is then tight at full scale and stricter
+below it). An exact cluster-wide limit would need a shared counter (a Ray actor or Redis) and
+a round trip per request; we do not pay that.
+"""
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from serve_app.keys import Role
+
+# Rounding guard: a bucket that refilled to 2.9999999999 tokens has 3.
+TOKEN_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class RoleLimit:
+    """One role's bucket: refill rate and size."""
+
+    per_second: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not (self.per_second > 0 and math.isfinite(self.per_second)):
+            raise ValueError(f"per_second must be a positive number, not {self.per_second}")
+        if self.burst < 1:
+            raise ValueError(f"burst must be at least 1, not {self.burst}")
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Limits per role for one replica. `enabled=False` lets every request through."""
+
+    reader: RoleLimit = RoleLimit(per_second=2_000.0, burst=4_000)
+    writer: RoleLimit = RoleLimit(per_second=1_000.0, burst=2_000)
+    admin: RoleLimit = RoleLimit(per_second=1_000.0, burst=2_000)
+    enabled: bool = True
+    # Buckets kept at most (one per recently active key).
+    buckets_max: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.buckets_max < 1:
+            raise ValueError(f"buckets_max must be at least 1, not {self.buckets_max}")
+
+    @classmethod
+    def disabled(cls) -> "RateLimits":
+        return cls(enabled=False)
+
+    def for_role(self, role: Role) -> RoleLimit:
+        return {Role.READER: self.reader, Role.WRITER: self.writer, Role.ADMIN: self.admin}[role]
+
+    def per_replica(self, replicas: int) -> "RateLimits":
+        """These limits meant cluster-wide, split over `replicas` replicas that each enforce
+        their share (bursts round up, so a burst never drops below 1)."""
+        if replicas < 1:
+            raise ValueError(f"replicas must be at least 1, not {replicas}")
+
+        def share(limit: RoleLimit) -> RoleLimit:
+            return RoleLimit(limit.per_second / replicas, math.ceil(limit.burst / replicas))
+
+        return replace(
+            self, reader=share(self.reader), writer=share(self.writer), admin=share(self.admin)
+        )
+
+
+class Refusal(StrEnum):
+    """Why a request was refused."""
+
+    # Not enough tokens now: retry after `retry_after_seconds`.
+    RATE_LIMITED = "rate-limited"
+    # More tokens than the bucket can ever hold: waiting does not help; split the request.
+    COST_ABOVE_BURST = "cost-above-burst"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one `take`, with what the RateLimit headers need.
+
+    `enforced` is False when limits are disabled; the HTTP layer then sends no headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int = 0
+    refusal: Refusal | None = None
+    detail: str = ""
+    enforced: bool = True
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-Limit`, `-Remaining`, `-Reset`, and `Retry-After` when refused."""
+        if not self.enforced:
+            return {}
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after_seconds)
+        return headers
+
+
+UNLIMITED = Decision(allowed=True, limit=0, remaining=0, reset_seconds=0, enforced=False)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated_s: float
+
+
+class RateLimiter:
+    """Token buckets for the keys one replica serves. Safe to share between threads."""
+
+    def __init__(self, limits: RateLimits | None = None) -> None:
+        self.limits = limits or RateLimits()
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._mutex = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key_id: str, role: Role, now_s: float, cost: int = 1) -> Decision:
+        """Take `cost` tokens from `key_id`'s bucket at time `now_s`, or refuse and take none."""
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, not {cost}")
+        if not self.limits.enabled:
+            return UNLIMITED
+        limit = self.limits.for_role(role)
+        with self._mutex:
+            bucket = self._refilled(key_id, limit, now_s)
+            if cost > limit.burst:
+                return self._refuse(
+                    bucket,
+                    limit,
+                    cost,
+                    Refusal.COST_ABOVE_BURST,
+                    f"a request may cost at most {limit.burst} for role {role.label}, "
+                    f"not {cost}: split it into smaller batches",
+                )
+            if bucket.tokens + TOKEN_EPSILON < cost:
+                return self._refuse(
+                    bucket,
+                    limit,
+                    cost,
+                    Refusal.RATE_LIMITED,
+                    f"rate limit of {limit.per_second:g}/s (burst {limit.burst}) reached",
+                )
+            bucket.tokens = max(0.0, bucket.tokens - cost)
+            return _decision(bucket, limit)
+
+    def _refilled(self, key_id: str, limit: RoleLimit, now_s: float) -> _Bucket:
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            bucket = _Bucket(tokens=float(limit.burst), updated_s=now_s)
+            self._buckets[key_id] = bucket
+            while len(self._buckets) > self.limits.buckets_max:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key_id)
+            # A clock that stepped back refills nothing, rather than draining the bucket.
+            elapsed_s = max(0.0, now_s - bucket.updated_s)
+            bucket.tokens = min(float(limit.burst), bucket.tokens + elapsed_s * limit.per_second)
+            bucket.updated_s = max(bucket.updated_s, now_s)
+        return bucket
+
+    @staticmethod
+    def _refuse(
+        bucket: _Bucket, limit: RoleLimit, cost: int, refusal: Refusal, detail: str
+    ) -> Decision:
+        needed = min(cost, limit.burst) - bucket.tokens
+        retry_after_seconds = max(1, math.ceil(needed / limit.per_second - TOKEN_EPSILON))
+        return replace(
+            _decision(bucket, limit),
+            allowed=False,
+            retry_after_seconds=retry_after_seconds,
+            refusal=refusal,
+            detail=detail,
+        )
+
+
+def _decision(bucket: _Bucket, limit: RoleLimit) -> Decision:
+    missing = max(0.0, limit.burst - bucket.tokens)
+    return Decision(
+        allowed=True,
+        limit=limit.burst,
+        remaining=math.floor(bucket.tokens + TOKEN_EPSILON),
+        reset_seconds=max(0, math.ceil(missing / limit.per_second - TOKEN_EPSILON)),
+    )
