@@ -65,7 +65,7 @@ class Pending:
     async def wait_async(self) -> list[Outcome]:
         answers = await asyncio.gather(
             *(
-                self._answer_async(shard_id, len(indices), ref)
+                _await_outcomes(shard_id, len(indices), ref, self._timeout)
                 for shard_id, indices, ref in self._parts
             )
         )
@@ -73,15 +73,28 @@ class Pending:
             self._fill(indices, answer)
         return self._outcomes  # type: ignore[return-value]
 
-    async def _answer_async(self, shard_id: int, size: int, ref: Any) -> list[Outcome]:
-        try:
-            return decode_outcomes(await asyncio.wait_for(ref, self._timeout))
-        except (RayError, TimeoutError) as error:
-            return [Outcome(_unavailable(shard_id, error))] * size
-
     def _fill(self, indices: list[int], answer: list[Outcome]) -> None:
         for index, outcome in zip(indices, answer, strict=True):
             self._outcomes[index] = outcome
+
+
+async def _await_outcomes(
+    shard_id: int, size: int, ref: Any, timeout_seconds: float
+) -> list[Outcome]:
+    try:
+        return decode_outcomes(await asyncio.wait_for(ref, timeout_seconds))
+    except (RayError, TimeoutError) as error:
+        return [Outcome(_unavailable(shard_id, error))] * size
+
+
+async def _await_read(shard_id: int, ref: Any, timeout_seconds: float) -> Any:
+    try:
+        return await asyncio.wait_for(ref, timeout_seconds)
+    except (RayError, TimeoutError) as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, ShardUnavailable):
+            raise cause from None
+        raise _unavailable(shard_id, error) from error
 
 
 def _unavailable(shard_id: int, error: BaseException) -> ShardUnavailable:
@@ -171,6 +184,12 @@ class InventoryClient:
         ]
         return Pending(outcomes, parts, self.call_timeout_seconds)
 
+    async def call_shard(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
+        """One call to one shard, awaited. The caller has validated and routed every command
+        (see `shard_of`); the HTTP app uses this to send coalesced requests."""
+        ref = self.shards[shard_id].execute.remote(encode_submissions(submissions))
+        return await _await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
+
     def execute(self, submissions: Sequence[Submission], validate: bool = True) -> list[Outcome]:
         return self.submit(submissions, validate).wait()
 
@@ -256,6 +275,45 @@ class InventoryClient:
         shard_id = self.partition.shard_of_hold(hold_id)
         view: HoldView | None = self._read(shard_id, self.shards[shard_id].get_hold.remote(hold_id))
         return view
+
+    async def get_skus_async(self, skus: Sequence[str]) -> list[SkuView | None]:
+        groups: dict[int, list[int]] = {}
+        for index, sku in enumerate(skus):
+            groups.setdefault(self.partition.shard_of_sku(sku), []).append(index)
+        answers = await asyncio.gather(
+            *(
+                _await_read(
+                    shard_id,
+                    self.shards[shard_id].get_skus.remote([skus[i] for i in indices]),
+                    self.call_timeout_seconds,
+                )
+                for shard_id, indices in groups.items()
+            )
+        )
+        views: list[SkuView | None] = [None] * len(skus)
+        for indices, answer in zip(groups.values(), answers, strict=True):
+            for index, view in zip(indices, answer, strict=True):
+                views[index] = view
+        return views
+
+    async def get_hold_async(self, hold_id: str) -> HoldView | None:
+        shard_id = self.partition.shard_of_hold(hold_id)
+        ref = self.shards[shard_id].get_hold.remote(hold_id)
+        view: HoldView | None = await _await_read(shard_id, ref, self.call_timeout_seconds)
+        return view
+
+    async def status_async(self, timeout_seconds: float) -> list[ShardStatus | ShardUnavailable]:
+        """Every shard's status, each waited for at most `timeout_seconds`."""
+
+        async def one(shard_id: int) -> ShardStatus | ShardUnavailable:
+            ref = self.shards[shard_id].status.remote()
+            try:
+                status: ShardStatus = await _await_read(shard_id, ref, timeout_seconds)
+            except ShardUnavailable as error:
+                return error
+            return status
+
+        return list(await asyncio.gather(*(one(i) for i in range(len(self.shards)))))
 
     def status(self) -> list[ShardStatus | ShardUnavailable]:
         refs = [shard.status.remote() for shard in self.shards]

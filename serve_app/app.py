@@ -1,0 +1,429 @@
+"""The FastAPI app: routes of the HTTP contract (docs/api.md), translated to engine commands.
+
+Routes hold no business rule: they authenticate, parse, build a command, run it through the
+replica's Service and render the answer. Answers are written as JSON bytes directly; the
+pydantic answer models only document them in `/openapi.json`.
+"""
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from inventory_actors.boundary import (
+    AdjustmentBody,
+    CountBody,
+    ExtendBody,
+    ReservationBody,
+    TransferBody,
+)
+from inventory_actors.domain import (
+    CommitHold,
+    DomainError,
+    ExtendHold,
+    HoldView,
+    ReleaseHold,
+    SkuView,
+    limits,
+)
+from inventory_actors.errors import ServiceError
+from inventory_actors.partitioning import new_hold_id, slot_of
+from inventory_actors.protocol import Outcome
+from serve_app import batch as batch_ops
+from serve_app.keys import Role
+from serve_app.limits import BodyLimit
+from serve_app.models import (
+    BatchBody,
+    BatchOut,
+    ProblemOut,
+    QueryBody,
+    QueryOut,
+    ReadyOut,
+    ReservationOut,
+    SkuOut,
+)
+from serve_app.problems import PROBLEM_MEDIA_TYPE, Problem, not_found, problem_of, validation
+from serve_app.render import etag, reservation_body, sku_body
+from serve_app.service import Caller, Service, current_service, fingerprint, scoped_key
+
+JSON = "application/json"
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x20-\x7e]{1,255}$",
+        description="Makes a retry safe: the first answer is stored and replayed.",
+    ),
+]
+IfMatchHeader = Annotated[
+    str | None,
+    Header(alias="If-Match", description='`"<version>"` from an ETag; 412 on mismatch.'),
+]
+SkuPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="SKU id")]
+LocationPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="location id")]
+HoldPath = Annotated[str, Path(min_length=1, max_length=limits.HOLD_ID_LENGTH_MAX)]
+
+_PROBLEM = {"model": ProblemOut, "content": {PROBLEM_MEDIA_TYPE: {}}}
+_COMMON: dict[int | str, dict[str, Any]] = {
+    code: {**_PROBLEM, "description": text}
+    for code, text in {
+        400: "Malformed request (validation-error)",
+        401: "No or unknown API key (unauthorized)",
+        403: "The key's role is too low (forbidden)",
+        413: "Body too large (payload-too-large)",
+        422: "Invalid request (validation-error, idempotency-key-reused)",
+        429: "Rate limited or overloaded (rate-limited, overloaded)",
+        503: "Shard unavailable or overloaded (shard-unavailable, overloaded)",
+    }.items()
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    texts = {
+        404: "Not found (not-found)",
+        409: "Refused by the stock rules (insufficient-stock, reservation-not-active)",
+        412: "If-Match does not match the SKU's version (version-conflict)",
+    }
+    return {**_COMMON, **{code: {**_PROBLEM, "description": texts[code]} for code in codes}}
+
+
+def service_of(request: Request) -> Service:
+    return current_service()
+
+
+def _caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, role: Role
+) -> Caller:
+    authorization = None if credentials is None else f"Bearer {credentials.credentials}"
+    caller = service_of(request).authenticate(authorization, role)
+    request.state.rate_headers = caller.headers
+    return caller
+
+
+async def reader(request: Request, credentials: Credentials) -> Caller:
+    return _caller(request, credentials, Role.READER)
+
+
+async def writer(request: Request, credentials: Credentials) -> Caller:
+    return _caller(request, credentials, Role.WRITER)
+
+
+async def admin(request: Request, credentials: Credentials) -> Caller:
+    return _caller(request, credentials, Role.ADMIN)
+
+
+Reader = Annotated[Caller, Depends(reader)]
+Writer = Annotated[Caller, Depends(writer)]
+Admin = Annotated[Caller, Depends(admin)]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        headers=headers,
+        media_type=JSON,
+    )
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """`"7"` (or `W/"7"`) -> 7; `*` -> no condition."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/")
+    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
+        return int(tag[1:-1])
+    raise validation('If-Match must be an entity tag like "7" (from the ETag header)', 400)
+
+
+def answer(outcome: Outcome, caller: Caller, status: int = 200) -> Response:
+    """A command's outcome as the contract's answer, replayed or not."""
+    headers = dict(caller.headers)
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    value = outcome.value
+    if isinstance(value, DomainError | ServiceError):
+        return problem_of(value).response(headers)
+    if isinstance(value, SkuView):
+        headers["ETag"] = etag(value.version)
+        return json_response(sku_body(value), status, headers)
+    assert isinstance(value, HoldView), value
+    return json_response(reservation_body(value), status, headers)
+
+
+async def _run_command(
+    request: Request, caller: Caller, command: Any, idempotency_key: str | None
+) -> Response:
+    body = await request.body()
+    print_ = fingerprint(request.method, request.url.path, body)
+    key = scoped_key(caller, idempotency_key)
+    return answer(await service_of(request).run_one(command, key, print_), caller)
+
+
+def add_stock_routes(app: FastAPI) -> None:
+    @app.get(
+        "/v1/skus/{sku:path}",
+        response_model=SkuOut,
+        responses=_responses(404),
+        summary="Stock of one SKU, per location and in total",
+    )
+    async def get_sku(request: Request, sku: SkuPath, caller: Reader) -> Response:
+        view = (await service_of(request).client.get_skus_async([sku]))[0]
+        if view is None:
+            raise not_found(f"SKU {sku!r} has never had stock")
+        headers = {**caller.headers, "ETag": etag(view.version)}
+        return json_response(sku_body(view), headers=headers)
+
+    @app.post(
+        "/v1/skus:query",
+        response_model=QueryOut,
+        responses=_COMMON,
+        summary="Stock of up to 1,000 SKUs",
+    )
+    async def query_skus(request: Request, body: QueryBody, caller: Reader) -> Response:
+        views = await service_of(request).client.get_skus_async(body.skus)
+        items = [sku_body(view) for view in views if view is not None]
+        missing = [sku for sku, view in zip(body.skus, views, strict=True) if view is None]
+        return json_response({"items": items, "missing": missing}, headers=caller.headers)
+
+    @app.post(
+        "/v1/skus/{sku:path}/adjustments",
+        response_model=SkuOut,
+        responses=_responses(409, 412),
+        summary="Add or remove units at one location",
+    )
+    async def adjust(
+        request: Request,
+        sku: SkuPath,
+        body: AdjustmentBody,
+        caller: Admin,
+        idempotency_key: IdempotencyKeyHeader = None,
+        if_match: IfMatchHeader = None,
+    ) -> Response:
+        command = body.to_command(sku, expected_version(if_match))
+        return await _run_command(request, caller, command, idempotency_key)
+
+    @app.put(
+        "/v1/skus/{sku:path}/locations/{location}",
+        response_model=SkuOut,
+        responses=_responses(409, 412),
+        summary="Set on_hand at one location (a physical count)",
+    )
+    async def count(
+        request: Request,
+        sku: SkuPath,
+        location: LocationPath,
+        body: CountBody,
+        caller: Admin,
+        idempotency_key: IdempotencyKeyHeader = None,
+        if_match: IfMatchHeader = None,
+    ) -> Response:
+        command = body.to_command(sku, location, expected_version(if_match))
+        return await _run_command(request, caller, command, idempotency_key)
+
+    @app.post(
+        "/v1/skus/{sku:path}/transfers",
+        response_model=SkuOut,
+        responses=_responses(409, 412),
+        summary="Move available units between two locations, atomically",
+    )
+    async def transfer(
+        request: Request,
+        sku: SkuPath,
+        body: TransferBody,
+        caller: Admin,
+        idempotency_key: IdempotencyKeyHeader = None,
+        if_match: IfMatchHeader = None,
+    ) -> Response:
+        if body.from_location == body.to_location:
+            raise validation("from_location and to_location must differ")
+        command = body.to_command(sku, expected_version(if_match))
+        return await _run_command(request, caller, command, idempotency_key)
+
+
+def add_reservation_routes(app: FastAPI) -> None:
+    @app.post(
+        "/v1/reservations",
+        status_code=201,
+        response_model=ReservationOut,
+        responses=_responses(409),
+        summary="Hold units for a cart or order: every line or none",
+    )
+    async def reserve(
+        request: Request,
+        body: ReservationBody,
+        caller: Writer,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response:
+        key = scoped_key(caller, idempotency_key)
+        # With a key, a retry names the same reservation, so it is the same command.
+        hold_id = new_hold_id(slot_of(body.lines[0].sku), None if key is None else key.encode())
+        print_ = fingerprint(request.method, request.url.path, await request.body())
+        outcome = await service_of(request).run_one(body.to_command(hold_id), key, print_)
+        return answer(outcome, caller, 201)
+
+    @app.get(
+        "/v1/reservations/{reservation_id}",
+        response_model=ReservationOut,
+        responses=_responses(404),
+        summary="A reservation and its status",
+    )
+    async def get_reservation(
+        request: Request, reservation_id: HoldPath, caller: Reader
+    ) -> Response:
+        view = await service_of(request).client.get_hold_async(reservation_id)
+        if view is None:
+            raise not_found(f"reservation {reservation_id!r} does not exist")
+        return json_response(reservation_body(view), headers=caller.headers)
+
+    for verb, kind, text in (
+        ("commit", CommitHold, "The held units leave on_hand and reserved"),
+        ("release", ReleaseHold, "The held units become available again"),
+    ):
+        _add_hold_transition(app, verb, kind, text)
+
+    @app.post(
+        "/v1/reservations/{reservation_id}/extend",
+        response_model=ReservationOut,
+        responses=_responses(404, 409),
+        summary="Move an active reservation's expiry to ttl_seconds from now",
+    )
+    async def extend(
+        request: Request,
+        reservation_id: HoldPath,
+        body: ExtendBody,
+        caller: Writer,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response:
+        command = ExtendHold(reservation_id, body.ttl_seconds * 1000)
+        return await _run_command(request, caller, command, idempotency_key)
+
+
+def _add_hold_transition(app: FastAPI, verb: str, kind: Any, text: str) -> None:
+    async def transition(
+        request: Request,
+        reservation_id: HoldPath,
+        caller: Writer,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response:
+        return await _run_command(request, caller, kind(reservation_id), idempotency_key)
+
+    app.post(
+        f"/v1/reservations/{{reservation_id}}/{verb}",
+        response_model=ReservationOut,
+        responses=_responses(404, 409),
+        summary=text,
+        name=f"{verb}_reservation",
+    )(transition)
+
+
+def add_batch_route(app: FastAPI) -> None:
+    @app.post(
+        "/v1/batch",
+        response_model=BatchOut,
+        responses=_COMMON,
+        summary="Up to 10,000 independent operations; each durable before the answer",
+    )
+    async def batch(request: Request, body: BatchBody, caller: Writer) -> Response:
+        if caller.role < Role.ADMIN and any(
+            isinstance(op, batch_ops.STOCK_OPERATIONS) for op in body.operations
+        ):
+            raise Problem(
+                "forbidden",
+                403,
+                "adjust and set operations need the admin role",
+                headers=caller.headers,
+            )
+        service = service_of(request)
+        results = await batch_ops.run(service, caller, body.operations)
+        return json_response({"results": results}, headers=caller.headers)
+
+
+def add_health_routes(app: FastAPI) -> None:
+    @app.get("/healthz", summary="200 while the process serves")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=ReadyOut,
+        responses={503: {"model": ReadyOut, "description": "Some shard is not ready"}},
+        summary="200 once every shard is recovered and reachable",
+    )
+    async def readyz(request: Request) -> Response:
+        service = service_of(request)
+        statuses = await service.client.status_async(service.settings.readiness_timeout_seconds)
+        shards = []
+        for shard_id, status in enumerate(statuses):
+            if isinstance(status, ServiceError):
+                shards.append({"shard": shard_id, "state": "unreachable", "detail": status.detail})
+            elif not status.available:
+                shards.append({"shard": shard_id, "state": "recovering", "detail": None})
+            else:
+                shards.append({"shard": shard_id, "state": "ready", "detail": None})
+        ready = all(shard["state"] == "ready" for shard in shards)
+        headers = {} if ready else {"Retry-After": "1"}
+        return json_response({"ready": ready, "shards": shards}, 200 if ready else 503, headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    def rate_headers(request: Request) -> dict[str, str]:
+        headers: dict[str, str] = getattr(request.state, "rate_headers", {})
+        return headers
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, problem: Problem) -> Response:
+        return problem.response(rate_headers(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, error: RequestValidationError) -> Response:
+        errors = error.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return validation("the body is not valid JSON", 400).response(rate_headers(request))
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "request"
+        detail = f"{where}: {first.get('msg', 'invalid')}"
+        fields = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in errors[:20]
+        ]
+        return Problem("validation-error", 422, detail, errors=fields).response(
+            rate_headers(request)
+        )
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, error: HTTPException) -> Response:
+        slug = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "payload-too-large",
+        }.get(error.status_code, "validation-error")
+        status = error.status_code if error.status_code < 500 else 400
+        headers = dict(error.headers or {})
+        return Problem(slug, status, str(error.detail), headers=headers).response()
+
+
+def create_app() -> FastAPI:
+    """The app; the Serve replica installs its Service (`install_service`) before serving."""
+    app = FastAPI(
+        title="Inventory service",
+        version="1.0.0",
+        description="Stock per SKU and location, reservations with a time to live, batches.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    add_error_handlers(app)
+    add_health_routes(app)
+    add_stock_routes(app)
+    add_reservation_routes(app)
+    add_batch_route(app)
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,99 @@
+"""Coalescing: concurrent requests for the same shard inside one replica travel in one actor
+call. A call per request costs a Ray round trip each (about 1,000 calls/s waiting, 3,000/s
+pipelined); one call carrying many commands costs little more than one carrying a single one.
+
+Per shard, at most `calls_in_flight_max` calls are outstanding. A command that arrives while
+they are all busy waits in the shard's pending list and leaves with the next call, together with
+everything else that arrived meanwhile: the busier the shard, the bigger the calls. Under light
+load a command leaves at once, so coalescing adds no latency when there is nothing to coalesce.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from inventory_actors.errors import Overloaded
+from inventory_actors.protocol import Outcome, Submission
+
+ShardCall = Callable[[int, Sequence[Submission]], Awaitable[list[Outcome]]]
+
+
+@dataclass
+class CoalescerStats:
+    calls: int = 0
+    commands: int = 0
+    refused: int = 0
+
+
+@dataclass
+class _Shard:
+    pending: list[tuple[Submission, "asyncio.Future[Outcome]"]] = field(default_factory=list)
+    in_flight: int = 0
+
+
+class Coalescer:
+    def __init__(
+        self,
+        call_shard: ShardCall,
+        *,
+        calls_in_flight_max: int = 2,
+        commands_per_call_max: int = 1_000,
+        pending_max: int = 20_000,
+    ) -> None:
+        assert calls_in_flight_max >= 1 and commands_per_call_max >= 1 and pending_max >= 1
+        self._call_shard = call_shard
+        self._calls_in_flight_max = calls_in_flight_max
+        self._commands_per_call_max = commands_per_call_max
+        self._pending_max = pending_max
+        self._shards: dict[int, _Shard] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = CoalescerStats()
+
+    async def submit(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Send `submissions` (all owned by `shard_id`) with whatever else is going there."""
+        shard = self._shards.setdefault(shard_id, _Shard())
+        if len(shard.pending) + len(submissions) > self._pending_max:
+            self.stats.refused += len(submissions)
+            full = Overloaded(f"too many requests waiting for shard {shard_id} in this replica")
+            return [Outcome(full)] * len(submissions)
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in submissions]
+        shard.pending.extend(zip(submissions, futures, strict=True))
+        self._dispatch(shard_id, shard)
+        # Each call is bounded by the client's call timeout, so these futures always settle.
+        return list(await asyncio.gather(*futures))
+
+    def _dispatch(self, shard_id: int, shard: _Shard) -> None:
+        while shard.pending and shard.in_flight < self._calls_in_flight_max:
+            batch = shard.pending[: self._commands_per_call_max]
+            del shard.pending[: self._commands_per_call_max]
+            shard.in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._call(shard_id, shard, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _call(
+        self,
+        shard_id: int,
+        shard: _Shard,
+        batch: list[tuple[Submission, "asyncio.Future[Outcome]"]],
+    ) -> None:
+        self.stats.calls += 1
+        self.stats.commands += len(batch)
+        try:
+            outcomes = await self._call_shard(shard_id, [sub for sub, _ in batch])
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as error:
+            # The call itself failed (not a command): every waiter hears why.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        finally:
+            shard.in_flight -= 1
+            self._dispatch(shard_id, shard)

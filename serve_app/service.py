@@ -1,0 +1,173 @@
+"""What one Serve replica holds: the engine client, the coalescer, the key store and the rate
+limiter, and the few steps every route shares (idempotency scoping, running commands)."""
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inventory_actors.boundary import validate_command
+from inventory_actors.client import InventoryClient
+from inventory_actors.domain import Command, InvalidCommand
+from inventory_actors.protocol import Outcome, Submission
+from serve_app.coalescer import Coalescer
+from serve_app.keys import KeyRecord, KeyStore, Role
+from serve_app.problems import Problem
+from serve_app.rate_limit import RateLimiter, RateLimits
+
+log = logging.getLogger(__name__)
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A replica's settings; every bound explicit."""
+
+    data_dir: str = "./data"
+    shards: int | None = None
+    namespace: str = "inventory"
+    # Single-operation bodies are small (a 100-line reservation is about 10 KiB).
+    body_bytes_max: int = 256 * KIB
+    batch_body_bytes_max: int = 4096 * KIB
+    # Every actor call waits at most this long; then the outcome is unknown (503, retry with
+    # the same Idempotency-Key).
+    call_timeout_seconds: float = 10.0
+    readiness_timeout_seconds: float = 2.0
+    calls_in_flight_per_shard: int = 2
+    commands_per_call_max: int = 1_000
+    pending_per_shard_max: int = 20_000
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request's key, and the rate-limit headers its answers carry."""
+
+    key_id: str
+    role: Role
+    headers: dict[str, str]
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, client: InventoryClient, keys: KeyStore, limiter: RateLimiter
+    ) -> None:
+        self.settings, self.client, self.keys, self.limiter = settings, client, keys, limiter
+        self.coalescer = Coalescer(
+            client.call_shard,
+            calls_in_flight_max=settings.calls_in_flight_per_shard,
+            commands_per_call_max=settings.commands_per_call_max,
+            pending_max=settings.pending_per_shard_max,
+        )
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Service":
+        client = InventoryClient.connect(
+            settings.data_dir,
+            shard_count=settings.shards,
+            namespace=settings.namespace,
+            call_timeout_seconds=settings.call_timeout_seconds,
+        )
+        keys = KeyStore.open(Path(settings.data_dir))
+        return cls(settings, client, keys, RateLimiter(settings.rate_limits))
+
+    # -- who is calling ----------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None, required: Role, cost: int = 1) -> Caller:
+        record = self._key_of(authorization)
+        if record is None:
+            raise Problem(
+                "unauthorized",
+                401,
+                "send a valid API key as `Authorization: Bearer <key>`",
+                headers={"WWW-Authenticate": 'Bearer realm="inventory"'},
+            )
+        decision = self.limiter.take(record.key_id, record.role, time.monotonic(), cost)
+        headers = decision.headers()
+        headers.pop("Retry-After", None)
+        if not record.role.allows(required):
+            detail = f"this route needs the {required.label} role; the key is {record.role.label}"
+            raise Problem("forbidden", 403, detail, headers=headers)
+        if not decision.allowed:
+            raise Problem(
+                "rate-limited",
+                429,
+                decision.detail,
+                retry_after_seconds=decision.retry_after_seconds,
+                headers=headers,
+            )
+        return Caller(record.key_id, record.role, headers)
+
+    def _key_of(self, authorization: str | None) -> KeyRecord | None:
+        if authorization is None:
+            return None
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return None
+        return self.keys.authenticate(presented.strip())
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def run(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Validate, route and run commands; each answer in the order asked."""
+        outcomes: list[Outcome | None] = [None] * len(submissions)
+        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        for index, sub in enumerate(submissions):
+            try:
+                validate_command(sub.command)
+                shard_id = self.client.shard_of(sub.command)
+            except InvalidCommand as error:
+                outcomes[index] = Outcome(error)
+                continue
+            indices, subs = groups.setdefault(shard_id, ([], []))
+            indices.append(index)
+            subs.append(sub)
+        answers = await asyncio.gather(
+            *(self.coalescer.submit(shard_id, subs) for shard_id, (_, subs) in groups.items())
+        )
+        for (indices, _), answer in zip(groups.values(), answers, strict=True):
+            for index, outcome in zip(indices, answer, strict=True):
+                outcomes[index] = outcome
+        return outcomes  # type: ignore[return-value]
+
+    async def run_one(self, command: Command, key: str | None, fingerprint: str) -> Outcome:
+        return (await self.run([Submission(command, key, fingerprint if key else None)]))[0]
+
+
+def scoped_key(caller: Caller, idempotency_key: str | None) -> str | None:
+    """Idempotency keys belong to the API key that sent them: two clients that happen to pick
+    the same key never see each other's results. Hashed so any key fits the engine's limit."""
+    if idempotency_key is None:
+        return None
+    raw = f"{caller.key_id}\x00{idempotency_key}".encode()
+    return "k" + hashlib.sha256(raw).hexdigest()[:40]
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """What "the same request" means for an Idempotency-Key: method, path and exact body."""
+    digest = hashlib.sha256(method.encode() + b"\x00" + path.encode() + b"\x00" + body)
+    return digest.hexdigest()[:32]
+
+
+# One Service per replica process. Serve hands the replica its own copy of the FastAPI app, so
+# the routes find the Service here rather than on `app.state`.
+_current: Service | None = None
+
+
+def install_service(service: Service) -> None:
+    global _current  # noqa: PLW0603
+    _current = service
+
+
+def current_service() -> Service:
+    if _current is None:
+        raise RuntimeError("no Service installed in this process")
+    return _current
+
+
+def current_settings() -> Settings:
+    return _current.settings if _current is not None else Settings()
