@@ -1,4 +1,5 @@
-"""The `inventory` command: start and stop a local cluster, show shard status, take snapshots."""
+"""The `inventory` command: start and stop a local cluster with the shards and the HTTP app,
+show shard status, take snapshots, manage API keys."""
 
 import argparse
 import os
@@ -11,11 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from serve_app.keys_cli import add_keys_parser
+
 if TYPE_CHECKING:
     from inventory_actors.client import InventoryClient
 
 DEFAULT_DATA_DIR = "./data"
 DASHBOARD_PORT = 8265
+HTTP_PORT = 8000
 # The fast Serve ingress: several times the default proxy's throughput on small nodes.
 FAST_INGRESS_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
@@ -76,12 +80,41 @@ def _print_status(client: "InventoryClient") -> None:
         )
 
 
+def _first_admin_key(data_dir: Path) -> str | None:
+    """INVENTORY_ADMIN_KEY becomes the first admin key of a new data directory; without it a
+    new key is made. Either way only on first use; the new key is returned to print once."""
+    from serve_app.keys import bootstrap_admin, create_first_admin
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if bootstrap_admin(data_dir, os.environ.get("INVENTORY_ADMIN_KEY")) is not None:
+        return None
+    return create_first_admin(data_dir)
+
+
+def _serve(data_dir: Path, shards: int | None, host: str, port: int) -> None:
+    from ray import serve
+
+    from serve_app.deployment import deploy
+    from serve_app.service import Settings
+
+    serve.start(http_options={"host": host, "port": port})
+    deploy(Settings(data_dir=str(data_dir), shards=shards))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    if not _cluster_running():
+    data_dir = Path(args.data_dir).resolve()
+    admin_key = _first_admin_key(data_dir)
+    started_here = not _cluster_running()
+    if started_here:
         _start_head(args.num_cpus)
-    client = _connect(args.data_dir, args.shards)
+    client = _connect(str(data_dir), args.shards)
+    _serve(data_dir, args.shards, args.host, args.port)
+    url = f"http://{args.host}:{args.port}"
+    print(f"Inventory API: {url}  (docs: {url}/docs)")
     print(f"Ray dashboard: http://127.0.0.1:{DASHBOARD_PORT}")
-    print(f"Data directory: {Path(args.data_dir).resolve()}")
+    print(f"Data directory: {data_dir}")
+    if admin_key is not None:
+        print(f"Admin API key (shown once, keep it): {admin_key}")
     _print_status(client)
     if args.detach:
         print("Running in the background; `inventory down` stops it.")
@@ -92,11 +125,26 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     print("Stopping.")
-    return cmd_down(args)
+    return _stop(stop_cluster=started_here)
+
+
+def _stop(stop_cluster: bool) -> int:
+    """Stop the HTTP app first (no request is cut mid-way), then the cluster with the shards.
+    Shards need no shutdown step: everything they acknowledged is already on disk."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized() or _cluster_running():
+        if not ray.is_initialized():
+            ray.init(address="auto", namespace="inventory", log_to_driver=False)
+        serve.shutdown()  # type: ignore[no-untyped-call]
+    if not stop_cluster:
+        return 0
+    return subprocess.run([_ray_binary(), "stop"], check=False, timeout=180).returncode
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    return subprocess.run([_ray_binary(), "stop"], check=False, timeout=180).returncode
+    return _stop(stop_cluster=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -116,13 +164,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inventory", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start a local Ray cluster and the shards")
+    up = commands.add_parser("up", help="start a local Ray cluster, the shards and the HTTP app")
     up.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     up.add_argument("--shards", type=int, default=None, help="shard count (new data dirs only)")
+    up.add_argument("--host", default="127.0.0.1", help="HTTP address to listen on")
+    up.add_argument("--port", type=int, default=HTTP_PORT, help="HTTP port")
     up.add_argument("--num-cpus", type=int, default=None)
     up.add_argument("--detach", action="store_true", help="leave it running and return")
     up.set_defaults(handler=cmd_up)
-    down = commands.add_parser("down", help="stop the local Ray cluster")
+    down = commands.add_parser("down", help="stop the HTTP app and the local Ray cluster")
     down.set_defaults(handler=cmd_down)
     for name, handler, text in (
         ("status", cmd_status, "show each shard's state"),
@@ -131,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
         sub.set_defaults(handler=handler)
+    add_keys_parser(commands)
     return parser
 
 

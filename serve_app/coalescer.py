@@ -49,6 +49,10 @@ class Coalescer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = CoalescerStats()
 
+    def pending_count(self, shard_id: int) -> int:
+        shard = self._shards.get(shard_id)
+        return 0 if shard is None else len(shard.pending)
+
     async def submit(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
         """Send `submissions` (all owned by `shard_id`) with whatever else is going there."""
         shard = self._shards.setdefault(shard_id, _Shard())

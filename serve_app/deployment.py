@@ -5,6 +5,7 @@
 
 import logging
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -63,6 +64,8 @@ def settings_from(args: dict[str, Any]) -> Settings:
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}; known: {sorted(known)}")
     values = dict(args)
+    if not Path(str(values.get("data_dir", ""))).is_absolute():
+        raise ValueError("data_dir must be an absolute path: replicas run in another directory")
     if isinstance(values.get("rate_limits"), dict):
         values["rate_limits"] = _rate_limits(values["rate_limits"])
     return Settings(**values)
