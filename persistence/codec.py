@@ -11,6 +11,8 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from inventory_actors.domain import (
+    AbortReservation,
+    ActivateReservation,
     AdjustStock,
     Command,
     CommitHold,
@@ -34,12 +36,21 @@ from inventory_actors.domain import (
     LevelImage,
     LineRequest,
     LocationView,
+    MarkSettled,
+    OpenReservation,
+    PrepareHold,
     PruneHolds,
     PruneResult,
     ReleaseHold,
+    ReservationActivated,
+    ReservationExtended,
+    ReservationFinished,
+    ReservationOpened,
+    ReservationSettled,
     ReserveStock,
     Result,
     SetStock,
+    SettleHold,
     Shortage,
     SkuView,
     StockAdjusted,
@@ -80,6 +91,10 @@ def _hold_lines(raw: list[list[Any]]) -> tuple[HoldLine, ...]:
     return tuple([HoldLine(*item) for item in raw])
 
 
+def _line_requests(raw: list[list[Any]]) -> tuple[LineRequest, ...]:
+    return tuple([LineRequest(*item) for item in raw])
+
+
 COMMAND_TAGS: dict[type, str] = {
     AdjustStock: "adjust",
     SetStock: "set",
@@ -90,6 +105,12 @@ COMMAND_TAGS: dict[type, str] = {
     ExtendHold: "extend",
     ExpireHolds: "expire",
     PruneHolds: "prune",
+    OpenReservation: "open-reservation",
+    PrepareHold: "prepare",
+    ActivateReservation: "activate",
+    AbortReservation: "abort",
+    SettleHold: "settle",
+    MarkSettled: "settled",
 }
 
 # Decoders take the whole tagged row ([tag, fields...]); positional construction keeps the
@@ -104,6 +125,14 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "extend": lambda r: ExtendHold(r[1], r[2]),
     "expire": lambda r: ExpireHolds(r[1]),
     "prune": lambda r: PruneHolds(r[1], r[2]),
+    "open-reservation": lambda r: OpenReservation(
+        r[1], r[2], tuple(r[3]), _line_requests(r[4]), r[5], r[6], r[7]
+    ),
+    "prepare": lambda r: PrepareHold(r[1], _line_requests(r[2]), r[3], r[4]),
+    "activate": lambda r: ActivateReservation(r[1], _hold_lines(r[2])),
+    "abort": lambda r: AbortReservation(r[1]),
+    "settle": lambda r: SettleHold(r[1], r[2]),
+    "settled": lambda r: MarkSettled(r[1], r[2]),
 }
 
 _COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -119,16 +148,27 @@ EVENT_TAGS: dict[type, str] = {
     HoldFinished: "finished",
     HoldExtended: "extended",
     HoldsPruned: "pruned",
+    ReservationOpened: "reservation-opened",
+    ReservationActivated: "reservation-activated",
+    ReservationFinished: "reservation-finished",
+    ReservationExtended: "reservation-extended",
+    ReservationSettled: "reservation-settled",
 }
 
 _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
     "adjusted": lambda f: StockAdjusted(_image(f[0]), *f[1:]),
     "set": lambda f: StockSet(_image(f[0]), *f[1:]),
     "transferred": lambda f: StockTransferred(_image(f[0]), _image(f[1]), *f[2:]),
-    "placed": lambda f: HoldPlaced(f[0], _hold_lines(f[1]), f[2], f[3], _images(f[4])),
+    # Records written before coordinated holds existed have five fields.
+    "placed": lambda f: HoldPlaced(f[0], _hold_lines(f[1]), f[2], f[3], _images(f[4]), *f[5:]),
     "finished": lambda f: HoldFinished(f[0], HoldStatus(f[1]), _images(f[2])),
     "extended": lambda f: HoldExtended(*f),
     "pruned": lambda f: HoldsPruned(tuple(f[0])),
+    "reservation-opened": lambda f: ReservationOpened(f[0], tuple(f[1]), tuple(f[2]), *f[3:]),
+    "reservation-activated": lambda f: ReservationActivated(f[0], f[1], _hold_lines(f[2])),
+    "reservation-finished": lambda f: ReservationFinished(f[0], HoldStatus(f[1])),
+    "reservation-extended": lambda f: ReservationExtended(*f),
+    "reservation-settled": lambda f: ReservationSettled(*f),
 }
 
 RESULT_TAGS: dict[type, str] = {

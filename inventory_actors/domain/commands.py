@@ -5,6 +5,8 @@ Time is not part of a command; the shard passes `now_ms` when it executes one.
 
 from typing import NamedTuple
 
+from inventory_actors.domain.events import HoldLine
+
 
 class AdjustStock(NamedTuple):
     """Add `delta` (positive or negative) to `on_hand` at one location."""
@@ -88,6 +90,60 @@ class PruneHolds(NamedTuple):
     limit: int
 
 
+# -- reservations across shards (see docs/reservations.md) ----------------------------------
+
+
+class OpenReservation(NamedTuple):
+    """Home shard: record a reservation over several shards as pending until
+    `lease_ms` from now, and hold the home's own `lines` (if any) in the same step."""
+
+    reservation_id: str
+    home_shard: int
+    shards: tuple[int, ...]
+    lines: tuple[LineRequest, ...]
+    ttl_ms: int
+    lease_ms: int
+    reference: str | None = None
+
+
+class PrepareHold(NamedTuple):
+    """Participant shard: hold `lines` for a reservation until its home shard decides.
+    Refused once `lease_until_ms` has passed: by then the home has given up on it."""
+
+    reservation_id: str
+    lines: tuple[LineRequest, ...]
+    lease_until_ms: int
+    reference: str | None = None
+
+
+class ActivateReservation(NamedTuple):
+    """Home shard: every participant holds its lines (`lines`, the other shards' held
+    lines); the reservation becomes active for its TTL."""
+
+    reservation_id: str
+    lines: tuple[HoldLine, ...]
+
+
+class AbortReservation(NamedTuple):
+    """Home shard: a participant could not hold its lines; release everything."""
+
+    reservation_id: str
+
+
+class SettleHold(NamedTuple):
+    """Participant shard: apply the home's final decision (`status`) to this shard's part."""
+
+    reservation_id: str
+    status: str
+
+
+class MarkSettled(NamedTuple):
+    """Home shard: `shard_id` has applied the reservation's final decision."""
+
+    reservation_id: str
+    shard_id: int
+
+
 Command = (
     AdjustStock
     | SetStock
@@ -98,4 +154,10 @@ Command = (
     | ExtendHold
     | ExpireHolds
     | PruneHolds
+    | OpenReservation
+    | PrepareHold
+    | ActivateReservation
+    | AbortReservation
+    | SettleHold
+    | MarkSettled
 )

@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 
 class HoldStatus(StrEnum):
+    # Only reservations across shards are ever pending: while their lines are being held.
+    PENDING = "pending"
     ACTIVE = "active"
     COMMITTED = "committed"
     RELEASED = "released"
@@ -58,6 +60,9 @@ class HoldPlaced(NamedTuple):
     expires_at_ms: int
     reference: str | None
     levels: tuple[LevelImage, ...]
+    # A shard's part of a reservation across shards: only its home shard's decision ends it,
+    # never this shard's own expiry timer.
+    coordinated: bool = False
 
 
 class HoldFinished(NamedTuple):
@@ -77,6 +82,42 @@ class HoldsPruned(NamedTuple):
     hold_ids: tuple[str, ...]
 
 
+class ReservationOpened(NamedTuple):
+    """Home shard: a reservation across `shards` is pending until `lease_until_ms`;
+    `remote_shards` are the participants other than the home."""
+
+    reservation_id: str
+    shards: tuple[int, ...]
+    remote_shards: tuple[int, ...]
+    ttl_ms: int
+    lease_until_ms: int
+    reference: str | None
+
+
+class ReservationActivated(NamedTuple):
+    reservation_id: str
+    expires_at_ms: int
+    lines: tuple[HoldLine, ...]
+
+
+class ReservationFinished(NamedTuple):
+    """The decision, made once: committed, released or expired. Every remote shard must
+    still be told (it is unsettled until then)."""
+
+    reservation_id: str
+    status: HoldStatus
+
+
+class ReservationExtended(NamedTuple):
+    reservation_id: str
+    expires_at_ms: int
+
+
+class ReservationSettled(NamedTuple):
+    reservation_id: str
+    shard_id: int
+
+
 Event = (
     StockAdjusted
     | StockSet
@@ -85,4 +126,9 @@ Event = (
     | HoldFinished
     | HoldExtended
     | HoldsPruned
+    | ReservationOpened
+    | ReservationActivated
+    | ReservationFinished
+    | ReservationExtended
+    | ReservationSettled
 )

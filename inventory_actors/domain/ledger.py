@@ -10,17 +10,24 @@ from typing import Any
 
 from inventory_actors.domain import limits
 from inventory_actors.domain.commands import (
+    AbortReservation,
+    ActivateReservation,
     AdjustStock,
     Command,
     CommitHold,
     ExpireHolds,
     ExtendHold,
+    MarkSettled,
+    OpenReservation,
+    PrepareHold,
     PruneHolds,
     ReleaseHold,
     ReserveStock,
     SetStock,
+    SettleHold,
     TransferStock,
 )
+from inventory_actors.domain.coordination import CoordinationHandlers
 from inventory_actors.domain.errors import (
     DomainError,
     HoldExists,
@@ -57,7 +64,7 @@ from inventory_actors.domain.validation import (
 from inventory_actors.domain.views import ExpiryResult, HoldView, PruneResult, Result, SkuView
 
 
-class Ledger(LedgerState):
+class Ledger(CoordinationHandlers, LedgerState):
     """One shard's stock and holds, changed only by `execute` (live) or `apply` (replay)."""
 
     def __init__(self) -> None:
@@ -74,6 +81,12 @@ class Ledger(LedgerState):
             ExtendHold: self._extend,
             ExpireHolds: self._expire,
             PruneHolds: self._prune,
+            OpenReservation: self._open_reservation,
+            PrepareHold: self._prepare_hold,
+            ActivateReservation: self._activate_reservation,
+            AbortReservation: self._abort_reservation,
+            SettleHold: self._settle_hold,
+            MarkSettled: self._mark_settled,
         }
 
     def execute(self, command: Command, now_ms: int) -> tuple[Result, list[Event]]:
@@ -199,6 +212,9 @@ class Ledger(LedgerState):
         return self._finish(cmd.hold_id, HoldStatus.RELEASED)
 
     def _finish(self, hold_id: str, status: HoldStatus) -> Result:
+        reservation = self.reservations.get(hold_id)
+        if reservation is not None:
+            return self._finish_reservation(reservation, status)
         hold = self._existing_hold(hold_id)
         current = self.status_at(hold, self._now_ms)
         if current is status:
@@ -210,6 +226,9 @@ class Ledger(LedgerState):
 
     def _extend(self, cmd: ExtendHold) -> Result:
         check_ttl_ms(cmd.ttl_ms)
+        reservation = self.reservations.get(cmd.hold_id)
+        if reservation is not None:
+            return self._extend_reservation(reservation, cmd.ttl_ms)
         hold = self._existing_hold(cmd.hold_id)
         current = self.status_at(hold, self._now_ms)
         if current is not HoldStatus.ACTIVE:
@@ -225,20 +244,39 @@ class Ledger(LedgerState):
             if due_ms is None or due_ms > self._now_ms:
                 break
             _, hold_id = self.expiry_heap[0]
-            self._emit(self._finished_event(self.holds[hold_id], HoldStatus.EXPIRED))
+            reservation = self.reservations.get(hold_id)
+            if reservation is not None:
+                self._expire_reservation(reservation)
+            else:
+                self._emit(self._finished_event(self.holds[hold_id], HoldStatus.EXPIRED))
             expired += 1
         return ExpiryResult(expired)
 
     def _prune(self, cmd: PruneHolds) -> PruneResult:
         limit = min(max(cmd.limit, 0), limits.PRUNE_PER_COMMAND_MAX)
         pruned: list[str] = []
+        chosen: set[str] = set()
         while self.finished and len(pruned) < limit:
             finished_at_ms, hold_id = self.finished[0]
             if finished_at_ms >= cmd.finished_before_ms:
                 break
             self.finished.popleft()
+            if hold_id in chosen:
+                continue
+            reservation = self.reservations.get(hold_id)
+            if reservation is not None:
+                if reservation.status in (HoldStatus.PENDING, HoldStatus.ACTIVE):
+                    continue
+                if reservation.unsettled:
+                    # Forgotten only once every shard applied the decision: look again later.
+                    self.finished.append((self._now_ms, hold_id))
+                    continue
+                chosen.add(hold_id)
+                pruned.append(hold_id)
+                continue
             hold = self.holds.get(hold_id)
             if hold is not None and hold.status is not HoldStatus.ACTIVE:
+                chosen.add(hold_id)
                 pruned.append(hold_id)
         if pruned:
             self._emit(HoldsPruned(tuple(pruned)))
@@ -277,6 +315,9 @@ class Ledger(LedgerState):
         hold = self.holds.get(hold_id)
         if hold is None:
             raise HoldNotFound(hold_id)
+        if hold.coordinated:
+            # A shard's part of a reservation across shards ends only by its home's decision.
+            raise InvalidCommand(f"{hold_id} is part of a reservation: ask its home shard")
         return hold
 
     def _hold_result(self, hold_id: str) -> Result:

@@ -18,6 +18,11 @@ from inventory_actors.domain.events import (
     HoldsPruned,
     HoldStatus,
     LevelImage,
+    ReservationActivated,
+    ReservationExtended,
+    ReservationFinished,
+    ReservationOpened,
+    ReservationSettled,
     StockAdjusted,
     StockSet,
     StockTransferred,
@@ -52,6 +57,7 @@ class Sku:
 
 class Hold:
     __slots__ = (
+        "coordinated",
         "created_at_ms",
         "expires_at_ms",
         "finished_at_ms",
@@ -76,6 +82,52 @@ class Hold:
         self.created_at_ms = created_at_ms
         self.status = HoldStatus.ACTIVE
         self.finished_at_ms: int | None = None
+        self.coordinated = False
+
+
+class Reservation:
+    """The home shard's record of a reservation across shards: the one place its state is
+    decided. Participants hold their parts as coordinated holds with the same id."""
+
+    __slots__ = (
+        "created_at_ms",
+        "expires_at_ms",
+        "finished_at_ms",
+        "lease_until_ms",
+        "lines",
+        "reference",
+        "remote_shards",
+        "reservation_id",
+        "shards",
+        "status",
+        "ttl_ms",
+        "unsettled",
+    )
+
+    def __init__(self, event: ReservationOpened, at_ms: int) -> None:
+        self.reservation_id = event.reservation_id
+        self.shards = event.shards
+        self.remote_shards = event.remote_shards
+        self.ttl_ms = event.ttl_ms
+        self.lease_until_ms = event.lease_until_ms
+        self.reference = event.reference
+        self.created_at_ms = at_ms
+        self.status = HoldStatus.PENDING
+        self.expires_at_ms = event.lease_until_ms
+        self.lines: tuple[HoldLine, ...] = ()
+        self.finished_at_ms: int | None = None
+        # Remote shards not yet told the final decision.
+        self.unsettled: tuple[int, ...] = ()
+
+    def status_at(self, now_ms: int) -> HoldStatus:
+        """Past its deadline a reservation already counts as finished, before the timer logs
+        it: a pending one as released (it never became active), an active one as expired."""
+        if self.expires_at_ms <= now_ms:
+            if self.status is HoldStatus.PENDING:
+                return HoldStatus.RELEASED
+            if self.status is HoldStatus.ACTIVE:
+                return HoldStatus.EXPIRED
+        return self.status
 
 
 class LedgerState:
@@ -84,6 +136,9 @@ class LedgerState:
     def __init__(self) -> None:
         self.skus: dict[str, Sku] = {}
         self.holds: dict[str, Hold] = {}
+        self.reservations: dict[str, Reservation] = {}
+        # Derived: reservations whose decision some remote shard has not applied yet.
+        self.unsettled: dict[str, Reservation] = {}
         # Derived indexes, rebuilt after recovery: (expires_at_ms, hold_id) and finish order.
         self.expiry_heap: list[tuple[int, str]] = []
         self.finished: deque[tuple[int, str]] = deque()
@@ -100,6 +155,11 @@ class LedgerState:
             HoldFinished: self._apply_finished,
             HoldExtended: self._apply_extended,
             HoldsPruned: self._apply_pruned,
+            ReservationOpened: self._apply_opened,
+            ReservationActivated: self._apply_activated,
+            ReservationFinished: self._apply_reservation_finished,
+            ReservationExtended: self._apply_reservation_extended,
+            ReservationSettled: self._apply_settled,
         }
 
     # -- applying events -------------------------------------------------------------------
@@ -126,7 +186,11 @@ class LedgerState:
         hold = Hold(event.hold_id, event.lines, event.expires_at_ms, event.reference, at_ms)
         self.holds[event.hold_id] = hold
         self.active_hold_count += 1
-        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
+        if event.coordinated:
+            # Never expired by this shard's timer: its home shard decides.
+            hold.coordinated = True
+        else:
+            heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
 
     def _apply_finished(self, event: HoldFinished, at_ms: int) -> None:
         for image in event.levels:
@@ -156,6 +220,54 @@ class LedgerState:
             hold = self.holds.pop(hold_id, None)
             if hold is not None and hold.status is HoldStatus.ACTIVE:
                 self.active_hold_count -= 1
+            self.reservations.pop(hold_id, None)
+            self.unsettled.pop(hold_id, None)
+
+    def _apply_opened(self, event: ReservationOpened, at_ms: int) -> None:
+        reservation = Reservation(event, at_ms)
+        self.reservations[event.reservation_id] = reservation
+        heapq.heappush(self.expiry_heap, (reservation.expires_at_ms, event.reservation_id))
+
+    def _reservation(self, reservation_id: str) -> Reservation | None:
+        reservation = self.reservations.get(reservation_id)
+        if reservation is None and not self.replaying:
+            raise InvariantViolation(f"reservation {reservation_id} changed but never opened")
+        return reservation
+
+    def _apply_activated(self, event: ReservationActivated, at_ms: int) -> None:
+        reservation = self._reservation(event.reservation_id)
+        if reservation is None:
+            return
+        reservation.status = HoldStatus.ACTIVE
+        reservation.expires_at_ms = event.expires_at_ms
+        reservation.lines = event.lines
+        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.reservation_id))
+
+    def _apply_reservation_finished(self, event: ReservationFinished, at_ms: int) -> None:
+        reservation = self._reservation(event.reservation_id)
+        if reservation is None:
+            return
+        reservation.status = HoldStatus(event.status)
+        reservation.finished_at_ms = at_ms
+        reservation.unsettled = reservation.remote_shards
+        if reservation.unsettled:
+            self.unsettled[reservation.reservation_id] = reservation
+        self.finished.append((at_ms, reservation.reservation_id))
+
+    def _apply_reservation_extended(self, event: ReservationExtended, at_ms: int) -> None:
+        reservation = self._reservation(event.reservation_id)
+        if reservation is None:
+            return
+        reservation.expires_at_ms = event.expires_at_ms
+        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.reservation_id))
+
+    def _apply_settled(self, event: ReservationSettled, at_ms: int) -> None:
+        reservation = self.reservations.get(event.reservation_id)
+        if reservation is None:
+            return
+        reservation.unsettled = tuple(s for s in reservation.unsettled if s != event.shard_id)
+        if not reservation.unsettled:
+            self.unsettled.pop(event.reservation_id, None)
 
     def set_level(self, image: LevelImage) -> None:
         if not 0 <= image.reserved <= image.on_hand <= ON_HAND_MAX:
@@ -185,6 +297,10 @@ class LedgerState:
         return SkuView(sku_id, sku.version, locations)
 
     def hold_view(self, hold_id: str, now_ms: int) -> HoldView | None:
+        """A hold, or the reservation across shards that this shard is the home of."""
+        reservation = self.reservations.get(hold_id)
+        if reservation is not None:
+            return self.reservation_view(reservation, now_ms)
         hold = self.holds.get(hold_id)
         if hold is None:
             return None
@@ -199,20 +315,43 @@ class LedgerState:
         )
 
     @staticmethod
+    def reservation_view(reservation: Reservation, now_ms: int) -> HoldView:
+        return HoldView(
+            reservation.reservation_id,
+            reservation.status_at(now_ms),
+            reservation.lines,
+            reservation.expires_at_ms,
+            reservation.reference,
+            reservation.created_at_ms,
+            reservation.finished_at_ms,
+        )
+
+    @staticmethod
     def status_at(hold: Hold, now_ms: int) -> HoldStatus:
-        """An active hold past its expiry already counts as expired, before the timer logs it."""
-        if hold.status is HoldStatus.ACTIVE and hold.expires_at_ms <= now_ms:
+        """An active hold past its expiry already counts as expired, before the timer logs it.
+        A coordinated hold never does: its home shard decides when it ends."""
+        expired = hold.status is HoldStatus.ACTIVE and hold.expires_at_ms <= now_ms
+        if expired and not hold.coordinated:
             return HoldStatus.EXPIRED
         return hold.status
 
     def next_expiry_ms(self) -> int | None:
+        """When the next hold or reservation is due, dropping stale heap entries on the way.
+        Holds and reservations share the heap; a reservation's entry wins over its id's home
+        part (a coordinated hold, which never has an entry)."""
         heap = self.expiry_heap
         while heap:
             expires_at_ms, hold_id = heap[0]
-            hold = self.holds.get(hold_id)
-            live = hold is not None and hold.status is HoldStatus.ACTIVE
-            if live and hold is not None and hold.expires_at_ms == expires_at_ms:
-                return expires_at_ms
+            reservation = self.reservations.get(hold_id)
+            if reservation is not None:
+                live = reservation.status in (HoldStatus.PENDING, HoldStatus.ACTIVE)
+                if live and reservation.expires_at_ms == expires_at_ms:
+                    return expires_at_ms
+            else:
+                hold = self.holds.get(hold_id)
+                live = hold is not None and hold.status is HoldStatus.ACTIVE
+                if live and hold is not None and hold.expires_at_ms == expires_at_ms:
+                    return expires_at_ms
             heapq.heappop(heap)
         return None
 
@@ -265,15 +404,23 @@ class LedgerState:
         """Rebuild what is derived from holds: counts, the expiry heap and the finish order."""
         active = [h for h in self.holds.values() if h.status is HoldStatus.ACTIVE]
         self.active_hold_count = len(active)
-        self.expiry_heap = [(h.expires_at_ms, h.hold_id) for h in active]
+        self.expiry_heap = [(h.expires_at_ms, h.hold_id) for h in active if not h.coordinated]
+        live = (HoldStatus.PENDING, HoldStatus.ACTIVE)
+        reservations = self.reservations.values()
+        self.expiry_heap += [
+            (r.expires_at_ms, r.reservation_id) for r in reservations if r.status in live
+        ]
         heapq.heapify(self.expiry_heap)
-        self.finished = deque(
-            sorted(
-                (h.finished_at_ms or 0, h.hold_id)
-                for h in self.holds.values()
-                if h.status is not HoldStatus.ACTIVE
-            )
-        )
+        finished = [
+            (h.finished_at_ms or 0, h.hold_id)
+            for h in self.holds.values()
+            if h.status is not HoldStatus.ACTIVE
+        ]
+        finished += [
+            (r.finished_at_ms or 0, r.reservation_id) for r in reservations if r.status not in live
+        ]
+        self.finished = deque(sorted(finished))
+        self.unsettled = {r.reservation_id: r for r in reservations if r.unsettled}
         self.level_count = sum(len(s.levels) for s in self.skus.values())
 
     # -- invariants ------------------------------------------------------------------------
@@ -299,6 +446,23 @@ class LedgerState:
         counted = sum(1 for h in self.holds.values() if h.status is HoldStatus.ACTIVE)
         if counted != self.active_hold_count:
             raise InvariantViolation("active hold count drifted")
+        for reservation in self.reservations.values():
+            self._check_reservation(reservation)
+
+    def _check_reservation(self, reservation: Reservation) -> None:
+        """The home's own part follows the decision: held while the reservation is pending or
+        active, never held after it finished; only a finished one has unsettled shards."""
+        part = self.holds.get(reservation.reservation_id)
+        live = reservation.status in (HoldStatus.PENDING, HoldStatus.ACTIVE)
+        if part is not None:
+            if not part.coordinated:
+                raise InvariantViolation(f"{reservation.reservation_id}: home part uncoordinated")
+            if (part.status is HoldStatus.ACTIVE) != live:
+                raise InvariantViolation(f"{reservation.reservation_id}: home part disagrees")
+        if live and reservation.unsettled:
+            raise InvariantViolation(f"{reservation.reservation_id}: unsettled before decided")
+        if bool(reservation.unsettled) != (reservation.reservation_id in self.unsettled):
+            raise InvariantViolation(f"{reservation.reservation_id}: unsettled index drifted")
 
     def iter_levels(self) -> Iterator[tuple[str, Sku, str, Level]]:
         for sku_id, sku in self.skus.items():
@@ -324,7 +488,25 @@ class LedgerState:
                 h.reference,
                 h.created_at_ms,
                 h.finished_at_ms,
+                h.coordinated,
             )
             for h in self.holds.values()
         )
-        return (tuple(skus), tuple(holds))
+        reservations = sorted(
+            (
+                r.reservation_id,
+                r.status.value,
+                r.shards,
+                r.remote_shards,
+                r.ttl_ms,
+                r.lease_until_ms,
+                r.expires_at_ms,
+                r.reference,
+                r.created_at_ms,
+                r.finished_at_ms,
+                r.lines,
+                r.unsettled,
+            )
+            for r in self.reservations.values()
+        )
+        return (tuple(skus), tuple(holds), tuple(reservations))

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inventory_actors.domain import (
+    AbortReservation,
+    ActivateReservation,
     AdjustStock,
     Command,
     CommitHold,
@@ -30,12 +32,21 @@ from inventory_actors.domain import (
     LevelImage,
     LineRequest,
     LocationView,
+    MarkSettled,
+    OpenReservation,
+    PrepareHold,
     PruneHolds,
     PruneResult,
     ReleaseHold,
+    ReservationActivated,
+    ReservationExtended,
+    ReservationFinished,
+    ReservationOpened,
+    ReservationSettled,
     ReserveStock,
     Result,
     SetStock,
+    SettleHold,
     Shortage,
     SkuView,
     StockAdjusted,
@@ -72,6 +83,13 @@ COMMANDS: list[Command] = [
     ExtendHold("h1", 5_000),
     ExpireHolds(100),
     PruneHolds(123_456, 10),
+    OpenReservation("r1", 0, (0, 2), (LineRequest("A", 1),), 60_000, 10_000, "cart"),
+    OpenReservation("r2", 1, (1, 3), (), 1_000, 5_000),
+    PrepareHold("r1", (LineRequest("B", 2, "paris"),), 99_000, None),
+    ActivateReservation("r1", (HoldLine("B", "paris", 2),)),
+    AbortReservation("r1"),
+    SettleHold("r1", "committed"),
+    MarkSettled("r1", 2),
 ]
 
 IMAGE = LevelImage("A", "berlin", 10, 3, 7)
@@ -93,6 +111,12 @@ EVENTS: list[Event] = [
     HoldExtended("h1", 123_000),
     HoldsPruned(("h1", "h2")),
     HoldsPruned(()),
+    HoldPlaced("r1", (HoldLine("A", "berlin", 3),), 99_000, None, (IMAGE,), True),
+    ReservationOpened("r1", (0, 2), (2,), 60_000, 70_000, "cart"),
+    ReservationActivated("r1", 130_000, (HoldLine("A", "berlin", 3), HoldLine("C", "x", 1))),
+    ReservationFinished("r1", HoldStatus.EXPIRED),
+    ReservationExtended("r1", 190_000),
+    ReservationSettled("r1", 2),
 ]
 
 RESULTS: list[Result] = [
@@ -143,6 +167,12 @@ def test_every_event_comes_back_equal_and_typed() -> None:
     assert isinstance(placed, HoldPlaced)
     assert all(isinstance(line, HoldLine) for line in placed.lines)
     assert all(isinstance(image, LevelImage) for image in placed.levels)
+
+
+def test_a_hold_placed_before_coordinated_holds_existed_still_decodes() -> None:
+    old = '[["placed","h2",[["A","berlin",3]],99000,null,[["A","berlin",10,3,7]]]]'
+    (placed,) = decode_events(old)
+    assert isinstance(placed, HoldPlaced) and placed.coordinated is False
 
 
 def test_no_events_encode_to_an_empty_list() -> None:
