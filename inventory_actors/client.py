@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import RayError
 
 from inventory_actors.boundary import validate_command
+from inventory_actors.calls import await_outcomes, await_read, unavailable
 from inventory_actors.config import ShardConfig
+from inventory_actors.coordinator import place_reservation
 from inventory_actors.domain import (
     AdjustStock,
     Command,
@@ -58,14 +60,14 @@ class Pending:
             try:
                 answer = decode_outcomes(ray.get(ref, timeout=self._timeout))
             except RayError as error:
-                answer = [Outcome(_unavailable(shard_id, error))] * len(indices)
+                answer = [Outcome(unavailable(shard_id, error))] * len(indices)
             self._fill(indices, answer)
         return self._outcomes  # type: ignore[return-value]
 
     async def wait_async(self) -> list[Outcome]:
         answers = await asyncio.gather(
             *(
-                _await_outcomes(shard_id, len(indices), ref, self._timeout)
+                await_outcomes(shard_id, len(indices), ref, self._timeout)
                 for shard_id, indices, ref in self._parts
             )
         )
@@ -76,31 +78,6 @@ class Pending:
     def _fill(self, indices: list[int], answer: list[Outcome]) -> None:
         for index, outcome in zip(indices, answer, strict=True):
             self._outcomes[index] = outcome
-
-
-async def _await_outcomes(
-    shard_id: int, size: int, ref: Any, timeout_seconds: float
-) -> list[Outcome]:
-    try:
-        return decode_outcomes(await asyncio.wait_for(ref, timeout_seconds))
-    except (RayError, TimeoutError) as error:
-        return [Outcome(_unavailable(shard_id, error))] * size
-
-
-async def _await_read(shard_id: int, ref: Any, timeout_seconds: float) -> Any:
-    try:
-        return await asyncio.wait_for(ref, timeout_seconds)
-    except (RayError, TimeoutError) as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, ShardUnavailable):
-            raise cause from None
-        raise _unavailable(shard_id, error) from error
-
-
-def _unavailable(shard_id: int, error: BaseException) -> ShardUnavailable:
-    if isinstance(error, GetTimeoutError | TimeoutError):
-        return ShardUnavailable(shard_id, "shard did not answer in time; outcome unknown")
-    return ShardUnavailable(shard_id, f"shard is down or restarting: {type(error).__name__}")
 
 
 class InventoryClient:
@@ -157,7 +134,9 @@ class InventoryClient:
                 home = self.partition.shard_of_hold(hold_id)
                 for line in lines:
                     if self.partition.shard_of_sku(line.sku) != home:
-                        raise InvalidCommand("every line of a hold must live on its home shard")
+                        raise InvalidCommand(
+                            "lines on several shards: place it with `reserve` (the coordinator)"
+                        )
                 return home
             case CommitHold(hold_id) | ReleaseHold(hold_id) | ExtendHold(hold_id, _):
                 return self.partition.shard_of_hold(hold_id)
@@ -188,7 +167,7 @@ class InventoryClient:
         """One call to one shard, awaited. The caller has validated and routed every command
         (see `shard_of`); the HTTP app uses this to send coalesced requests."""
         ref = self.shards[shard_id].execute.remote(encode_submissions(submissions))
-        return await _await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
+        return await await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
 
     def execute(self, submissions: Sequence[Submission], validate: bool = True) -> list[Outcome]:
         return self.submit(submissions, validate).wait()
@@ -229,13 +208,30 @@ class InventoryClient:
         reference: str | None = None,
         idempotency_key: str | None = None,
     ) -> HoldView:
-        """Hold every line or none. With a key, a retry names the same hold."""
-        seed = idempotency_key.encode() if idempotency_key is not None else None
-        hold_id = new_hold_id(slot_of(lines[0].sku), seed)
-        command = ReserveStock(hold_id, tuple(lines), ttl_seconds * 1000, reference)
-        view = self.run(command, idempotency_key)
-        assert isinstance(view, HoldView)
-        return view
+        """Hold every line or none, on one shard or several. With a key, a retry names the same
+        reservation and repeats none of its steps."""
+        command = self.reserve_command(lines, ttl_seconds * 1000, reference, idempotency_key)
+        validate_command(command)
+        outcome = asyncio.run(
+            place_reservation(self.call_shard, self.partition, command, key=idempotency_key)
+        )
+        if isinstance(outcome.value, Exception):
+            raise outcome.value
+        assert isinstance(outcome.value, HoldView)
+        return outcome.value
+
+    @staticmethod
+    def reserve_command(
+        lines: Sequence[LineRequest],
+        ttl_ms: int,
+        reference: str | None,
+        seed: str | None,
+    ) -> ReserveStock:
+        """The reservation of `lines`, its id naming the home shard (the first line's)."""
+        if not lines:
+            raise InvalidCommand("a reservation needs at least one line")
+        hold_id = new_hold_id(slot_of(lines[0].sku), None if seed is None else seed.encode())
+        return ReserveStock(hold_id, tuple(lines), ttl_ms, reference)
 
     def commit(self, hold_id: str, idempotency_key: str | None = None) -> HoldView:
         return self._hold(CommitHold(hold_id), idempotency_key)
@@ -282,7 +278,7 @@ class InventoryClient:
             groups.setdefault(self.partition.shard_of_sku(sku), []).append(index)
         answers = await asyncio.gather(
             *(
-                _await_read(
+                await_read(
                     shard_id,
                     self.shards[shard_id].get_skus.remote([skus[i] for i in indices]),
                     self.call_timeout_seconds,
@@ -299,7 +295,7 @@ class InventoryClient:
     async def get_hold_async(self, hold_id: str) -> HoldView | None:
         shard_id = self.partition.shard_of_hold(hold_id)
         ref = self.shards[shard_id].get_hold.remote(hold_id)
-        view: HoldView | None = await _await_read(shard_id, ref, self.call_timeout_seconds)
+        view: HoldView | None = await await_read(shard_id, ref, self.call_timeout_seconds)
         return view
 
     async def status_async(self, timeout_seconds: float) -> list[ShardStatus | ShardUnavailable]:
@@ -308,7 +304,7 @@ class InventoryClient:
         async def one(shard_id: int) -> ShardStatus | ShardUnavailable:
             ref = self.shards[shard_id].status.remote()
             try:
-                status: ShardStatus = await _await_read(shard_id, ref, timeout_seconds)
+                status: ShardStatus = await await_read(shard_id, ref, timeout_seconds)
             except ShardUnavailable as error:
                 return error
             return status
@@ -322,7 +318,7 @@ class InventoryClient:
             try:
                 answers.append(ray.get(ref, timeout=self.call_timeout_seconds))
             except RayError as error:
-                answers.append(_unavailable(shard_id, error))
+                answers.append(unavailable(shard_id, error))
         return answers
 
     def _read(self, shard_id: int, ref: Any) -> Any:
@@ -332,7 +328,7 @@ class InventoryClient:
             cause = getattr(error, "cause", None)
             if isinstance(cause, ShardUnavailable):
                 raise cause from None
-            raise _unavailable(shard_id, error) from error
+            raise unavailable(shard_id, error) from error
 
     def shutdown(self) -> None:
         """Stop the shard actors for good (their data stays on disk)."""

@@ -22,6 +22,10 @@ class ShardConfig:
     # Finished holds kept in memory at most; the oldest go first when there are more.
     finished_holds_max: int = 1_000_000
     housekeeping_interval_seconds: float = 60.0
+    # Reservations across shards: how often the home retries telling an unreachable shard its
+    # decision, and how many decisions go to one shard in one call.
+    settle_retry_seconds: float = 1.0
+    settle_per_call_max: int = 1_000
     # After a failed recovery, try again this often.
     recovery_retry_seconds: float = 1.0
     # Checks every invariant over the whole state after recovery (O(state)).

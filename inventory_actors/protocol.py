@@ -69,3 +69,5 @@ class ShardStatus(NamedTuple):
     snapshots_completed: int
     snapshot_start_lsn: int
     records_since_snapshot: int
+    # Reservations this shard is home of whose decision some other shard has not applied yet.
+    unsettled_reservations: int = 0

@@ -6,18 +6,22 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import ray
 
+from inventory_actors.calls import await_outcomes
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import HoldView, SkuView
-from inventory_actors.protocol import ShardStatus
+from inventory_actors.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.shard_core import ShardCore
-from inventory_actors.wire import decode_submissions, encode_outcomes
+from inventory_actors.wire import decode_submissions, encode_outcomes, encode_submissions
 from persistence import SqliteShardStore
 
 ACTOR_NAME_PREFIX = "inventory-shard-"
 DEFAULT_NAMESPACE = "inventory"
+# A home shard waits this long for another shard to take a decision, then retries later.
+PEER_CALL_TIMEOUT_SECONDS = 10.0
 
 
 def shard_name(shard_id: int) -> str:
@@ -44,7 +48,9 @@ class ShardActor:
         self._path = path
         self._config = config
         self._store: SqliteShardStore | None = None
-        self._core = ShardCore(shard_id, self._open_store, _now_ms, config)
+        self._namespace = ray.get_runtime_context().namespace
+        self._peer_handles: dict[int, Any] = {}
+        self._core = ShardCore(shard_id, self._open_store, _now_ms, config, self._call_peer)
         # Ray runs an async actor's __init__ on its event loop, so the timers start here and
         # holds expire after a restart even if no request ever arrives.
         self._core.start()
@@ -52,6 +58,16 @@ class ShardActor:
     def _open_store(self) -> SqliteShardStore:
         self._store = SqliteShardStore(Path(self._path))
         return self._store
+
+    async def _call_peer(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Another shard of the same data directory, found by name (its actor may have been
+        restarted since: the name stays)."""
+        handle = self._peer_handles.get(shard_id)
+        if handle is None:
+            handle = ray.get_actor(shard_name(shard_id), namespace=self._namespace)
+            self._peer_handles[shard_id] = handle
+        ref = handle.execute.remote(encode_submissions(submissions))
+        return await await_outcomes(shard_id, len(submissions), ref, PEER_CALL_TIMEOUT_SECONDS)
 
     @ray.method(num_returns=1, max_task_retries=0, retry_exceptions=False)
     async def execute(self, payload: str) -> str:
@@ -98,6 +114,7 @@ class ShardActor:
             snaps.completed,
             snaps.last_start_lsn,
             snaps.records_since,
+            len(ledger.unsettled),
         )
 
     async def snapshot(self) -> bool:

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from inventory_actors.config import ShardConfig
@@ -20,9 +20,11 @@ from inventory_actors.domain import (
     HoldView,
     InvalidCommand,
     Ledger,
+    MarkSettled,
     PruneHolds,
     PruneResult,
     Result,
+    SettleHold,
     SkuView,
 )
 from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX, PRUNE_PER_COMMAND_MAX
@@ -64,6 +66,20 @@ class _Call:
             self.future.set_result(self.outcomes)  # type: ignore[arg-type]
 
 
+# Calls another shard of the same data directory (see `settle_once`).
+PeerCall = Callable[[int, Sequence[Submission]], Awaitable[list[Outcome]]]
+
+
+async def _wait_at_most(event: asyncio.Event, timeout_seconds: float) -> None:
+    """Wait for `event` or the timeout. Not `asyncio.wait_for`: on Python 3.11 it can swallow
+    a cancellation that arrives as the event fires, and the loop would never stop."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout_seconds)
+    finally:
+        waiter.cancel()
+
+
 _BAD_KEY = InvalidCommand("idempotency key must be 1 to 255 printable ASCII characters")
 
 
@@ -75,6 +91,8 @@ class ShardCounters:
     storage_failures: int = 0
     overloaded: int = 0
     recovery_seconds: float = 0.0
+    settled: int = 0
+    settle_failures: int = 0
 
 
 class ShardCore:
@@ -86,8 +104,13 @@ class ShardCore:
         open_store: Callable[[], ShardStore],
         clock_ms: Callable[[], int],
         config: ShardConfig,
+        peers: PeerCall | None = None,
     ) -> None:
         self.shard_id = shard_id
+        self._peers = peers
+        self._settle_wakeup = asyncio.Event()
+        # Remote shards that failed to take a decision, and when to try them again.
+        self._peer_retry_at_ms: dict[int, int] = {}
         self.config = config
         self._open_store = open_store
         self._clock_ms = clock_ms
@@ -105,7 +128,10 @@ class ShardCore:
 
     def start(self) -> None:
         """Start the writer and the timers on the running loop."""
-        for loop_fn in (self._writer_loop, self._expiry_loop, self._housekeeping_loop):
+        loops = [self._writer_loop, self._expiry_loop, self._housekeeping_loop]
+        if self._peers is not None:
+            loops.append(self._settle_loop)
+        for loop_fn in loops:
             self._tasks.append(asyncio.get_running_loop().create_task(loop_fn()))
 
     async def stop(self) -> None:
@@ -178,6 +204,8 @@ class ShardCore:
                 size = min(len(self._queue), self.config.batch_commands_max)
                 batch = [self._queue.popleft() for _ in range(size)]
                 self._commit_batch(batch)
+                if self.ledger.unsettled:
+                    self._settle_wakeup.set()
                 self.snapshots.maybe_start(self._clock_ms())
                 # Let callers that arrived during the write join the queue, and readers run.
                 await asyncio.sleep(0)
@@ -278,6 +306,74 @@ class ShardCore:
                 outcome = await self.run_command(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
                 if not outcome.ok:
                     log.warning("shard %d: expiry failed: %r", self.shard_id, outcome.value)
+
+    async def _settle_loop(self) -> None:
+        """Tell remote shards the decisions this shard made as a reservation's home, until
+        each has applied its own: after every batch with news, and again every second while
+        some shard is unreachable (also right after recovery)."""
+        while True:
+            await _wait_at_most(self._settle_wakeup, self.config.settle_retry_seconds)
+            self._settle_wakeup.clear()
+            if self.available and self.ledger.unsettled:
+                try:
+                    await self.settle_once()
+                except Exception:
+                    log.exception("shard %d: settling failed", self.shard_id)
+
+    async def settle_once(self) -> int:
+        """One round: every unsettled decision to its remote shards, one call per shard, then
+        one MarkSettled per applied decision. Returns how many were applied."""
+        assert self._peers is not None
+        now_ms = self._clock_ms()
+        per_shard: dict[int, list[SettleHold]] = {}
+        for rid, reservation in list(self.ledger.unsettled.items()):
+            for shard in reservation.unsettled:
+                if self._peer_retry_at_ms.get(shard, 0) > now_ms:
+                    continue
+                batch = per_shard.setdefault(shard, [])
+                if len(batch) < self.config.settle_per_call_max:
+                    batch.append(SettleHold(rid, reservation.status.value))
+        shards = list(per_shard)
+        answers = await asyncio.gather(
+            *(self._peers(shard, [Submission(c) for c in per_shard[shard]]) for shard in shards),
+            return_exceptions=True,
+        )
+        marks: list[Submission] = []
+        for shard, answer in zip(shards, answers, strict=True):
+            marks += self._settled_marks(shard, per_shard[shard], answer, now_ms)
+        if marks:
+            outcomes = await self.submit(marks)
+            self.counters.settled += sum(1 for outcome in outcomes if outcome.ok)
+        return len(marks)
+
+    def _settled_marks(
+        self,
+        shard: int,
+        commands: list[SettleHold],
+        answer: list[Outcome] | BaseException,
+        now_ms: int,
+    ) -> list[Submission]:
+        if isinstance(answer, BaseException):
+            answer = [Outcome(ShardUnavailable(shard, repr(answer)))] * len(commands)
+        marks = []
+        for command, outcome in zip(commands, answer, strict=True):
+            if isinstance(outcome.value, ServiceError):
+                # Unreachable or busy: try again later; the decision stands meanwhile.
+                self.counters.settle_failures += 1
+                retry_ms = int(self.config.settle_retry_seconds * 1000)
+                self._peer_retry_at_ms[shard] = now_ms + retry_ms
+                continue
+            if isinstance(outcome.value, DomainError):
+                # Cannot happen while the protocol holds; stop retrying and say so loudly.
+                log.error(
+                    "shard %d: shard %d refused decision %r: %r",
+                    self.shard_id,
+                    shard,
+                    command,
+                    outcome.value,
+                )
+            marks.append(Submission(MarkSettled(command.reservation_id, shard)))
+        return marks
 
     async def _housekeeping_loop(self) -> None:
         while True:

@@ -21,17 +21,18 @@ from inventory_actors.boundary import (
     ReservationBody,
     TransferBody,
 )
+from inventory_actors.client import InventoryClient
 from inventory_actors.domain import (
     CommitHold,
     DomainError,
     ExtendHold,
     HoldView,
+    LineRequest,
     ReleaseHold,
     SkuView,
     limits,
 )
 from inventory_actors.errors import ServiceError
-from inventory_actors.partitioning import new_hold_id, slot_of
 from inventory_actors.protocol import Outcome
 from serve_app import batch as batch_ops
 from serve_app.keys import Role
@@ -263,9 +264,12 @@ def add_reservation_routes(app: FastAPI) -> None:
     ) -> Response:
         key = scoped_key(caller, idempotency_key)
         # With a key, a retry names the same reservation, so it is the same command.
-        hold_id = new_hold_id(slot_of(body.lines[0].sku), None if key is None else key.encode())
+        lines = [LineRequest(line.sku, line.quantity, line.location) for line in body.lines]
+        command = InventoryClient.reserve_command(
+            lines, body.ttl_seconds * 1000, body.reference, key
+        )
         print_ = fingerprint(request.method, request.url.path, await request.body())
-        outcome = await service_of(request).run_one(body.to_command(hold_id), key, print_)
+        outcome = await service_of(request).reserve(command, key, print_)
         return answer(outcome, caller, 201)
 
     @app.get(

@@ -1,9 +1,12 @@
 """The batch endpoint: independent operations, each its own command and its own answer."""
 
+import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable
 from typing import Any
 
+from inventory_actors.client import InventoryClient
 from inventory_actors.domain import (
     AdjustStock,
     Command,
@@ -17,7 +20,6 @@ from inventory_actors.domain import (
     SkuView,
 )
 from inventory_actors.errors import ServiceError
-from inventory_actors.partitioning import new_hold_id, slot_of
 from inventory_actors.protocol import Outcome, Submission
 from serve_app.models import AdjustOp, CommitOp, Operation, ReleaseOp, ReserveOp, SetOp
 from serve_app.problems import problem_of
@@ -30,10 +32,8 @@ STOCK_OPERATIONS = (AdjustOp, SetOp)
 def command_of(op: Operation, key: str | None) -> Command:
     match op:
         case ReserveOp():
-            seed = None if key is None else key.encode()
-            hold_id = new_hold_id(slot_of(op.lines[0].sku), seed)
             lines = tuple(LineRequest(x.sku, x.quantity, x.location) for x in op.lines)
-            return ReserveStock(hold_id, lines, op.ttl_seconds * 1000, op.reference)
+            return InventoryClient.reserve_command(lines, op.ttl_seconds * 1000, op.reference, key)
         case CommitOp():
             return CommitHold(op.reservation_id)
         case ReleaseOp():
@@ -66,13 +66,30 @@ def result_of(outcome: Outcome, created: bool) -> dict[str, Any]:
 async def run(
     service: Service, caller: Caller, operations: list[Operation]
 ) -> list[dict[str, Any]]:
-    submissions = []
-    for op in operations:
+    """Reservations go through the coordinator (their lines may span shards), one task each;
+    everything else is routed and coalesced per shard in one go."""
+    outcomes: list[Outcome | None] = [None] * len(operations)
+    plain: list[tuple[int, Submission]] = []
+    holds: list[tuple[int, Awaitable[Outcome]]] = []
+    for index, op in enumerate(operations):
         key = scoped_key(caller, op.idempotency_key)
         print_ = op_fingerprint(op) if key is not None else None
-        submissions.append(Submission(command_of(op, key), key, print_))
-    outcomes = await service.run(submissions)
+        command = command_of(op, key)
+        if isinstance(command, ReserveStock):
+            holds.append((index, service.reserve(command, key, print_)))
+        else:
+            plain.append((index, Submission(command, key, print_)))
+    placed, answered = await asyncio.gather(
+        asyncio.gather(*(hold for _, hold in holds)),
+        service.run([sub for _, sub in plain]),
+    )
+    for (index, _), outcome in zip(holds, placed, strict=True):
+        outcomes[index] = outcome
+    for (index, _), outcome in zip(plain, answered, strict=True):
+        outcomes[index] = outcome
+    done = [outcome for outcome in outcomes if outcome is not None]
+    assert len(done) == len(operations)
     return [
         result_of(outcome, isinstance(op, ReserveOp))
-        for op, outcome in zip(operations, outcomes, strict=True)
+        for op, outcome in zip(operations, done, strict=True)
     ]

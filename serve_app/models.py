@@ -115,7 +115,7 @@ class ReservationLineOut(BaseModel):
 
 class ReservationOut(BaseModel):
     reservation_id: str
-    status: Literal["active", "committed", "released", "expired"]
+    status: Literal["pending", "active", "committed", "released", "expired"]
     expires_at: str
     reference: str | None
     created_at: str

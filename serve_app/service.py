@@ -11,7 +11,8 @@ from pathlib import Path
 
 from inventory_actors.boundary import validate_command
 from inventory_actors.client import InventoryClient
-from inventory_actors.domain import Command, InvalidCommand
+from inventory_actors.coordinator import place_reservation
+from inventory_actors.domain import Command, InvalidCommand, ReserveStock
 from inventory_actors.protocol import Outcome, Submission
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
@@ -136,6 +137,22 @@ class Service:
 
     async def run_one(self, command: Command, key: str | None, fingerprint: str) -> Outcome:
         return (await self.run([Submission(command, key, fingerprint if key else None)]))[0]
+
+    async def reserve(
+        self, command: ReserveStock, key: str | None, fingerprint: str | None
+    ) -> Outcome:
+        """Hold every line or none, across as many shards as the lines live on."""
+        try:
+            validate_command(command)
+        except InvalidCommand as error:
+            return Outcome(error)
+        return await place_reservation(
+            self.coalescer.submit,
+            self.client.partition,
+            command,
+            key=key,
+            fingerprint=fingerprint if key else None,
+        )
 
 
 def scoped_key(caller: Caller, idempotency_key: str | None) -> str | None:
