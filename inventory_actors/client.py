@@ -115,7 +115,9 @@ class InventoryClient:
                 namespace=namespace,
                 lifetime="detached",
                 get_if_exists=True,
-            ).remote(shard_id, str(shard_path(data_dir, shard_id)), config or ShardConfig())
+            ).remote(
+                shard_id, str(shard_path(data_dir, shard_id)), config or ShardConfig(), namespace
+            )
             for shard_id in range(partition.shard_count)
         ]
         paths = ray.get([shard.ping.remote() for shard in shards], timeout=120)

@@ -43,12 +43,13 @@ def _now_ms() -> int:
     max_concurrency=1000,
 )
 class ShardActor:
-    def __init__(self, shard_id: int, path: str, config: ShardConfig) -> None:
+    def __init__(self, shard_id: int, path: str, config: ShardConfig, namespace: str) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         self._path = path
         self._config = config
         self._store: SqliteShardStore | None = None
-        self._namespace = ray.get_runtime_context().namespace
+        # The namespace the shards were created in, which need not be this job's own.
+        self._namespace = namespace
         self._peer_handles: dict[int, Any] = {}
         self._core = ShardCore(shard_id, self._open_store, _now_ms, config, self._call_peer)
         # Ray runs an async actor's __init__ on its event loop, so the timers start here and

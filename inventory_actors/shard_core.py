@@ -359,6 +359,13 @@ class ShardCore:
         for command, outcome in zip(commands, answer, strict=True):
             if isinstance(outcome.value, ServiceError):
                 # Unreachable or busy: try again later; the decision stands meanwhile.
+                if shard not in self._peer_retry_at_ms:  # say so once per outage
+                    log.warning(
+                        "shard %d: shard %d cannot take decisions yet: %r",
+                        self.shard_id,
+                        shard,
+                        outcome.value,
+                    )
                 self.counters.settle_failures += 1
                 retry_ms = int(self.config.settle_retry_seconds * 1000)
                 self._peer_retry_at_ms[shard] = now_ms + retry_ms
@@ -372,6 +379,7 @@ class ShardCore:
                     command,
                     outcome.value,
                 )
+            self._peer_retry_at_ms.pop(shard, None)
             marks.append(Submission(MarkSettled(command.reservation_id, shard)))
         return marks
 
