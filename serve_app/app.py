@@ -264,8 +264,13 @@ def add_reservation_routes(app: FastAPI) -> None:
         key = scoped_key(caller, idempotency_key)
         # With a key, a retry names the same reservation, so it is the same command.
         hold_id = new_hold_id(slot_of(body.lines[0].sku), None if key is None else key.encode())
-        print_ = fingerprint(request.method, request.url.path, await request.body())
-        outcome = await service_of(request).run_one(body.to_command(hold_id), key, print_)
+        print_ = None
+        if key is not None:  # only a keyed request is ever compared with a stored one
+            print_ = fingerprint(request.method, request.url.path, await request.body())
+        # ReservationBody has validated everything the command carries; new_hold_id makes
+        # valid ids.
+        command = body.to_command(hold_id)
+        outcome = await service_of(request).run_one(command, key, print_, checked=True)
         return answer(outcome, caller, 201)
 
     @app.get(

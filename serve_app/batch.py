@@ -71,7 +71,10 @@ async def run(
         key = scoped_key(caller, op.idempotency_key)
         print_ = op_fingerprint(op) if key is not None else None
         submissions.append(Submission(command_of(op, key), key, print_))
-    outcomes = await service.run(submissions)
+    # A reserve operation was validated by ReserveOp, whose fields are ReservationBody's: it
+    # need not be validated again (the others are, e.g. an adjust's delta of 0).
+    checked = [isinstance(op, ReserveOp) for op in operations]
+    outcomes = await service.run(submissions, checked)
     return [
         result_of(outcome, isinstance(op, ReserveOp))
         for op, outcome in zip(operations, outcomes, strict=True)
