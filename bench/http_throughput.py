@@ -398,8 +398,7 @@ def main() -> None:
     assert first is not None
     key = first[1]
     namespace = f"bench-http-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = ""
     runs: dict[str, list[dict[str, Any]]] = {}
     coalescer: dict[str, dict[str, Any]] = {}
     profile_report: dict[str, object] | None = None
@@ -427,9 +426,20 @@ def main() -> None:
             flush=True,
         )
 
-    start_ray(namespace)
+    for attempt in range(3):
+        # A free port can be taken by someone else before HAProxy binds it: try another.
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        start_ray(namespace)
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            break
+        except Exception as error:
+            ray.shutdown()
+            if attempt == 2:
+                raise
+            print(f"Serve did not start on port {port} ({str(error)[-200:]}); retrying")
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
         default_calls = Settings().calls_in_flight_per_shard
         deploy(settings(default_calls), num_replicas=args.replicas)
         serve.run(
