@@ -8,7 +8,7 @@ SHARDS ?= 4
 export RAY_SERVE_ENABLE_HA_PROXY ?= 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
-.PHONY: run stop test lint bench clean
+.PHONY: run stop test lint bench bench-http clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.shard_throughput
 	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.memory
+
+# HTTP load through Serve with wrk; installs wrk with apt-get when it is missing.
+# BENCH_ARGS=--quick for a smoke run, --profile to py-spy the replica.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+bench-http: $(BIN)/.installed
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+	$(BIN)/python -m bench.http_throughput $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,39 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/wire.py"),
 )
 
+# The same for a Serve replica running the HTTP app (bench/http_throughput.py).
+REPLICA_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("json (encode/decode)", ("json/",)),
+    ("pydantic (validation)", ("pydantic",)),
+    ("auth and rate limit (keys, HMAC)", ("serve_app/keys.py", "rate_limit.py", "hmac.py")),
+    ("hashing (fingerprints, ids)", ("hashlib", "partitioning.py")),
+    ("coalescer", ("serve_app/coalescer.py",)),
+    ("wire (encode/decode submissions)", ("inventory_actors/wire.py",)),
+    ("actor call (client, Ray core)", ("inventory_actors/client.py", "ray/_private/", "_raylet")),
+    ("ray serve (replica, router, metrics)", ("ray/serve/",)),
+    ("fastapi and starlette (routing, deps)", ("fastapi/", "starlette/")),
+    ("http server (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools/")),
+    ("serve_app (routes, service, render)", ("serve_app/",)),
+    ("asyncio event loop", ("asyncio/", "uvloop")),
+    ("ray (other)", ("ray/",)),
+)
+
+REPLICA_STEPS: tuple[tuple[str, str, str], ...] = (
+    ("reserve route (whole handler)", "reserve", "serve_app/app.py"),
+    ("writer dependency (auth)", "writer", "serve_app/app.py"),
+    ("Service.authenticate", "authenticate", "serve_app/service.py"),
+    ("Service.run", "run", "serve_app/service.py"),
+    ("Coalescer.submit", "submit", "serve_app/coalescer.py"),
+    ("Coalescer._call", "_call", "serve_app/coalescer.py"),
+    ("InventoryClient.call_shard", "call_shard", "inventory_actors/client.py"),
+    ("wire.encode_submissions", "encode_submissions", "inventory_actors/wire.py"),
+    ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/wire.py"),
+    ("app.answer (render)", "answer", "serve_app/app.py"),
+    ("fastapi solve_dependencies", "solve_dependencies", "fastapi/dependencies/utils.py"),
+    ("fastapi request_response", "app", "fastapi/routing.py"),
+    ("BodyLimit middleware", "__call__", "serve_app/limits.py"),
+)
+
 
 def py_spy() -> str | None:
     here = Path(sys.executable).parent / "py-spy"
@@ -74,19 +107,23 @@ def finish_recording(recording: tuple[subprocess.Popen[bytes], Path]) -> Counter
     return stacks
 
 
-def categorize(stacks: Counter[str]) -> list[tuple[str, int, float]]:
+def categorize(
+    stacks: Counter[str], rules: tuple[tuple[str, tuple[str, ...]], ...] = CATEGORIES
+) -> list[tuple[str, int, float]]:
     """(category, samples, share) by the innermost frame that matches a rule."""
     totals: Counter[str] = Counter()
     for stack, count in stacks.items():
-        totals[_category(stack.split(";"))] += count
+        totals[_category(stack.split(";"), rules)] += count
     return _shares(totals)
 
 
-def inclusive(stacks: Counter[str]) -> list[tuple[str, int, float]]:
-    """(step, samples, share) for each of STEPS found on any sampled stack."""
+def inclusive(
+    stacks: Counter[str], steps: tuple[tuple[str, str, str], ...] = STEPS
+) -> list[tuple[str, int, float]]:
+    """(step, samples, share) for each of `steps` found on any sampled stack."""
     grand = sum(stacks.values()) or 1
     rows = []
-    for label, function, file in STEPS:
+    for label, function, file in steps:
         count = sum(
             n
             for stack, n in stacks.items()
@@ -111,9 +148,9 @@ def _names(frame: str, function: str) -> bool:
     return name == function or name.endswith(f".{function}")
 
 
-def _category(frames: list[str]) -> str:
+def _category(frames: list[str], rules: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     for frame in reversed(frames):
-        for name, needles in CATEGORIES:
+        for name, needles in rules:
             if any(needle in frame for needle in needles):
                 return name
     return "other"

@@ -268,8 +268,11 @@ def add_reservation_routes(app: FastAPI) -> None:
         command = InventoryClient.reserve_command(
             lines, body.ttl_seconds * 1000, body.reference, key
         )
-        print_ = fingerprint(request.method, request.url.path, await request.body())
-        outcome = await service_of(request).reserve(command, key, print_)
+        print_ = None
+        if key is not None:  # only a keyed request is ever compared with a stored one
+            print_ = fingerprint(request.method, request.url.path, await request.body())
+        # ReservationBody has validated everything the command carries.
+        outcome = await service_of(request).reserve(command, key, print_, checked=True)
         return answer(outcome, caller, 201)
 
     @app.get(

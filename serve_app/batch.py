@@ -76,7 +76,8 @@ async def run(
         print_ = op_fingerprint(op) if key is not None else None
         command = command_of(op, key)
         if isinstance(command, ReserveStock):
-            holds.append((index, service.reserve(command, key, print_)))
+            # Validated by ReserveOp, whose fields are ReservationBody's.
+            holds.append((index, service.reserve(command, key, print_, checked=True)))
         else:
             plain.append((index, Submission(command, key, print_)))
     placed, answered = await asyncio.gather(

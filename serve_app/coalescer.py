@@ -65,6 +65,8 @@ class Coalescer:
         shard.pending.extend(zip(submissions, futures, strict=True))
         self._dispatch(shard_id, shard)
         # Each call is bounded by the client's call timeout, so these futures always settle.
+        if len(futures) == 1:  # a single request: await it without gather's wrapper future
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     def _dispatch(self, shard_id: int, shard: _Shard) -> None:

@@ -113,13 +113,18 @@ class Service:
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def run(self, submissions: Sequence[Submission]) -> list[Outcome]:
-        """Validate, route and run commands; each answer in the order asked."""
+    async def run(
+        self, submissions: Sequence[Submission], checked: Sequence[bool] | None = None
+    ) -> list[Outcome]:
+        """Validate, route and run commands; each answer in the order asked. `checked[i]` says
+        the i-th command was built from a body the route's model already validated with the
+        same rules (see `validate_command`), so it is not validated twice."""
         outcomes: list[Outcome | None] = [None] * len(submissions)
         groups: dict[int, tuple[list[int], list[Submission]]] = {}
         for index, sub in enumerate(submissions):
             try:
-                validate_command(sub.command)
+                if checked is None or not checked[index]:
+                    validate_command(sub.command)
                 shard_id = self.client.shard_of(sub.command)
             except InvalidCommand as error:
                 outcomes[index] = Outcome(error)
@@ -127,25 +132,38 @@ class Service:
             indices, subs = groups.setdefault(shard_id, ([], []))
             indices.append(index)
             subs.append(sub)
-        answers = await asyncio.gather(
-            *(self.coalescer.submit(shard_id, subs) for shard_id, (_, subs) in groups.items())
-        )
+        if len(groups) == 1:  # one shard (every single-shard request): no gather, no task
+            [(shard_id, (_, subs))] = groups.items()
+            answers = [await self.coalescer.submit(shard_id, subs)]
+        else:
+            answers = await asyncio.gather(
+                *(self.coalescer.submit(shard_id, subs) for shard_id, (_, subs) in groups.items())
+            )
         for (indices, _), answer in zip(groups.values(), answers, strict=True):
             for index, outcome in zip(indices, answer, strict=True):
                 outcomes[index] = outcome
         return outcomes  # type: ignore[return-value]
 
-    async def run_one(self, command: Command, key: str | None, fingerprint: str) -> Outcome:
-        return (await self.run([Submission(command, key, fingerprint if key else None)]))[0]
+    async def run_one(
+        self, command: Command, key: str | None, fingerprint: str | None, checked: bool = False
+    ) -> Outcome:
+        submission = Submission(command, key, fingerprint if key else None)
+        return (await self.run([submission], None if not checked else [True]))[0]
 
     async def reserve(
-        self, command: ReserveStock, key: str | None, fingerprint: str | None
+        self,
+        command: ReserveStock,
+        key: str | None,
+        fingerprint: str | None,
+        checked: bool = False,
     ) -> Outcome:
-        """Hold every line or none, across as many shards as the lines live on."""
-        try:
-            validate_command(command)
-        except InvalidCommand as error:
-            return Outcome(error)
+        """Hold every line or none, across as many shards as the lines live on. `checked`
+        says the command was built from an already validated body."""
+        if not checked:
+            try:
+                validate_command(command)
+            except InvalidCommand as error:
+                return Outcome(error)
         return await place_reservation(
             self.coalescer.submit,
             self.client.partition,
