@@ -381,6 +381,12 @@ def add_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, problem: Problem) -> Response:
         return problem.response(rate_headers(request))
 
+    @app.exception_handler(DomainError)
+    async def on_refused(request: Request, error: DomainError) -> Response:
+        # A body the models accept but a rule refuses while the command is built (delta 0):
+        # the client's input, never a fault of the service.
+        return problem_of(error).response(rate_headers(request))
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> Response:
         errors = error.errors()
