@@ -382,9 +382,11 @@ def add_error_handlers(app: FastAPI) -> None:
         return problem.response(rate_headers(request))
 
     @app.exception_handler(DomainError)
-    async def on_refused(request: Request, error: DomainError) -> Response:
-        # A body the models accept but a rule refuses while the command is built (delta 0):
-        # the client's input, never a fault of the service.
+    @app.exception_handler(ServiceError)
+    async def on_error(request: Request, error: Exception) -> Response:
+        # Raised rather than returned: a rule refusing a body the models accept (delta 0), or
+        # a read whose shard is down (503 shard-unavailable, not a 500).
+        assert isinstance(error, DomainError | ServiceError)
         return problem_of(error).response(rate_headers(request))
 
     @app.exception_handler(RequestValidationError)

@@ -2,6 +2,7 @@
 namespace and data directory, killed at teardown."""
 
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,15 @@ from inventory_actors.config import ShardConfig
 
 T = TypeVar("T")
 
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 # The fast Serve ingress, as `make run` sets it. Serve reads these when it starts, so they must be
 # in the environment before Ray starts; set here, at import time, for the whole session.
 os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
@@ -23,6 +33,14 @@ os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 # A replica behind HAProxy stays up this long when stopped, so load balancers can deregister it
 # (30 s by default); nothing balances tests, and the wait would only slow their teardown.
 os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+# HAProxy's stats and metrics listeners and Serve's fallback proxy bind fixed ports on all
+# addresses; another Serve on this machine (a parallel test run) would make ours fail to start.
+for _variable in (
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+):
+    os.environ.setdefault(_variable, str(free_port()))
 
 ClientFactory = Callable[..., InventoryClient]
 

@@ -1,7 +1,6 @@
 """The real app over real HTTP: one Serve deployment for the whole session, on a free local port,
 in front of two shards in their own namespace and data directory."""
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from serve_app.deployment import deploy
 from serve_app.keys import KeyStore, Role
 from serve_app.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Settings
+from tests.conftest import free_port
 
 SHARDS = 2
 READY_TIMEOUT_SECONDS = 120.0
@@ -57,13 +57,6 @@ class HttpApp:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(base_url: str) -> None:
