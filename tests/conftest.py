@@ -2,6 +2,7 @@
 namespace and data directory, killed at teardown."""
 
 import os
+import random
 import socket
 import time
 import uuid
@@ -19,11 +20,17 @@ T = TypeVar("T")
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on right now, below the kernel's ephemeral range (which Ray's
+    own processes draw from all the time, so a port from there may be taken by the time the
+    listener that wants it starts)."""
+    while True:
+        port = random.randrange(10_000, 20_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
 
 
 # The fast Serve ingress, as `make run` sets it. Serve reads these when it starts, so they must be
