@@ -113,7 +113,7 @@ def http_app(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
             shards.partition,
         )
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         shards.shutdown()
 
 

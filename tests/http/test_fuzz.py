@@ -168,7 +168,7 @@ def _schemathesis(app: HttpApp, max_examples: int, seconds_max: float) -> None:
 
     @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=strategy)
-    def check(case: Case) -> None:
+    def check(case: Case[Any]) -> None:
         response = case.call(base_url=app.base_url, headers=bearer(app.admin_key), timeout=30)
         case.validate_response(response, checks=CHECKS)
 
