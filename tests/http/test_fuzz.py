@@ -105,7 +105,10 @@ ids = st.sampled_from(["A-1", "a/b", new_hold_id(1), "%", ".."]) | st.text(max_s
 headers = st.fixed_dictionaries(
     {},
     optional={
-        "Idempotency-Key": st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8),
+        # HTTP itself cannot carry a value with spaces at either end.
+        "Idempotency-Key": st.text(
+            st.characters(min_codepoint=32, max_codepoint=126), max_size=8
+        ).map(str.strip),
         "If-Match": st.sampled_from(['"1"', "*", 'W/"2"', '"x"', ""]),
     },
 )

@@ -53,9 +53,29 @@ def test_a_replayed_adjustment_keeps_the_version(http_app: HttpApp, http: httpx.
         422,
         "idempotency-key-reused",
     )
-    elsewhere = http.post(f"/v1/skus/{http_app.sku()}/adjustments", json=body, headers=headers)
+    neighbour = http_app.sku(shard=http_app.partition.shard_of_sku(sku))
+    elsewhere = http.post(f"/v1/skus/{neighbour}/adjustments", json=body, headers=headers)
     assert_problem(elsewhere, 422, "idempotency-key-reused")
     assert sku_view(http, http_app, sku) == view
+    assert_problem(
+        http.get(f"/v1/skus/{neighbour}", headers=bearer(http_app.admin_key)), 404, "not-found"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="idempotency records live on the shard that ran the first request; a reuse whose "
+    "path names a SKU of another shard is not seen there and runs as a new request",
+)
+def test_a_key_reused_for_a_sku_of_another_shard_is_422(
+    http_app: HttpApp, http: httpx.Client
+) -> None:
+    first, other = http_app.sku(shard=0), http_app.sku(shard=1)
+    headers = {**bearer(http_app.admin_key), "Idempotency-Key": f"po-{first}"}
+    body = {"location": "berlin", "delta": 5, "reason": "received"}
+    assert http.post(f"/v1/skus/{first}/adjustments", json=body, headers=headers).status_code == 200
+    again = http.post(f"/v1/skus/{other}/adjustments", json=body, headers=headers)
+    assert_problem(again, 422, "idempotency-key-reused")
 
 
 def test_a_refusal_is_replayed_too(http_app: HttpApp, http: httpx.Client) -> None:
