@@ -1,4 +1,9 @@
-"""The batch endpoint: independent operations, one result each, in order."""
+"""The batch endpoint: independent operations, one result each, in order; and what a flood of
+them gets."""
+
+import asyncio
+from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -113,3 +118,39 @@ def test_an_operation_key_makes_a_batch_retry_safe(http_app: HttpApp, http: http
     ids = {r["body"]["reservation_id"] for r in first["results"] + again["results"]}
     assert len(ids) == 3
     assert sku_view(http, http_app, sku)["totals"]["reserved"] == 4
+
+
+FLOOD_BATCHES = 6
+BATCH_MAX = 10_000
+
+
+async def _flood(app: HttpApp, body: dict[str, Any]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=app.base_url, timeout=120.0) as client:
+        return list(
+            await asyncio.gather(
+                *(
+                    client.post("/v1/batch", json=body, headers=bearer(app.writer_key))
+                    for _ in range(FLOOD_BATCHES)
+                )
+            )
+        )
+
+
+def test_more_waiting_than_a_replica_queues_for_a_shard_is_overloaded(
+    http_app: HttpApp,
+) -> None:
+    """A replica queues at most 20,000 commands per shard; six full batches at once for one
+    shard overflow it. (Cheap commands: commits of reservations that do not exist.)"""
+    slot = next(s for s in range(4096) if http_app.partition.shard_of_slot(s) == 0)
+    operations = [{"op": "commit", "reservation_id": new_hold_id(slot)} for _ in range(BATCH_MAX)]
+    answers = asyncio.run(_flood(http_app, {"operations": operations}))
+    assert [a.status_code for a in answers] == [200] * FLOOD_BATCHES
+    kinds = Counter(r["body"]["type"] for a in answers for r in a.json()["results"])
+    assert set(kinds) <= {"/problems/not-found", "/problems/overloaded"}, kinds
+    assert kinds["/problems/overloaded"] > 0, kinds
+    assert kinds["/problems/not-found"] > 0, kinds
+    for answer in answers:
+        for result in answer.json()["results"]:
+            if result["body"]["type"] == "/problems/overloaded":
+                assert result["status"] == result["body"]["status"] == 503
+                assert result["body"]["title"] and result["body"]["detail"]
