@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -52,6 +53,23 @@ from serve_app.render import etag, reservation_body, sku_body
 from serve_app.service import Caller, Service, current_service, fingerprint, scoped_key
 
 JSON = "application/json"
+
+
+class _AnyText(Convertor[str]):
+    """Like Starlette's `path` (a SKU id may contain "/"), but matching every character: `path`
+    is `.*`, which stops at a newline, so such an id found no route (404) instead of reaching
+    the id check (422)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", _AnyText())
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 IdempotencyKeyHeader = Annotated[
@@ -169,7 +187,7 @@ async def _run_command(
 
 def add_stock_routes(app: FastAPI) -> None:
     @app.get(
-        "/v1/skus/{sku:path}",
+        "/v1/skus/{sku:anytext}",
         response_model=SkuOut,
         responses=_responses(404),
         summary="Stock of one SKU, per location and in total",
@@ -194,7 +212,7 @@ def add_stock_routes(app: FastAPI) -> None:
         return json_response({"items": items, "missing": missing}, headers=caller.headers)
 
     @app.post(
-        "/v1/skus/{sku:path}/adjustments",
+        "/v1/skus/{sku:anytext}/adjustments",
         response_model=SkuOut,
         responses=_responses(409, 412),
         summary="Add or remove units at one location",
@@ -211,7 +229,7 @@ def add_stock_routes(app: FastAPI) -> None:
         return await _run_command(request, caller, command, idempotency_key)
 
     @app.put(
-        "/v1/skus/{sku:path}/locations/{location}",
+        "/v1/skus/{sku:anytext}/locations/{location}",
         response_model=SkuOut,
         responses=_responses(409, 412),
         summary="Set on_hand at one location (a physical count)",
@@ -229,7 +247,7 @@ def add_stock_routes(app: FastAPI) -> None:
         return await _run_command(request, caller, command, idempotency_key)
 
     @app.post(
-        "/v1/skus/{sku:path}/transfers",
+        "/v1/skus/{sku:anytext}/transfers",
         response_model=SkuOut,
         responses=_responses(409, 412),
         summary="Move available units between two locations, atomically",
@@ -387,6 +405,14 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> Response:
         return problem.response(rate_headers(request))
+
+    @app.exception_handler(DomainError)
+    @app.exception_handler(ServiceError)
+    async def on_error(request: Request, error: Exception) -> Response:
+        # Raised rather than returned: a rule refusing a body the models accept (delta 0), or
+        # a read whose shard is down (503 shard-unavailable, not a 500).
+        assert isinstance(error, DomainError | ServiceError)
+        return problem_of(error).response(rate_headers(request))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> Response:

@@ -31,28 +31,46 @@ class BodyLimit:
                     return
                 break
         else:
-            receive = _counting(receive, limit)
-        try:
-            await self.app(scope, receive, send)
-        except _TooLarge:
-            await self._refuse(limit, scope, receive, send)
+            counted = _Counted(scope, receive, send, limit)
+            try:
+                await self.app(scope, counted.receive, counted.send)
+            except _TooLarge:
+                if not counted.refused:
+                    await self._refuse(limit, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
     @staticmethod
     async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        problem = Problem("payload-too-large", 413, f"the body may have at most {limit} bytes")
-        await problem.response()(scope, receive, send)
+        await _too_large(limit).response()(scope, receive, send)
 
 
-def _counting(receive: Receive, limit: int) -> Receive:
-    seen = 0
+def _too_large(limit: int) -> Problem:
+    return Problem("payload-too-large", 413, f"the body may have at most {limit} bytes")
 
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
+
+class _Counted:
+    """A body without Content-Length, counted as it arrives. Past the limit, reading fails; the
+    app may turn that failure into an answer of its own (FastAPI answers 400 "error parsing the
+    body"), so once the limit is passed whatever answer the app starts is replaced by the 413."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        self._scope, self._receive, self._send, self._limit = scope, receive, send, limit
+        self._seen = 0
+        self.exceeded = self.refused = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._limit:
+                self.exceeded = True
                 raise _TooLarge
         return message
 
-    return counted
+    async def send(self, message: Message) -> None:
+        if not self.exceeded:
+            await self._send(message)
+        elif message["type"] == "http.response.start" and not self.refused:
+            self.refused = True
+            await _too_large(self._limit).response()(self._scope, self._receive, self._send)

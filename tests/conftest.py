@@ -2,6 +2,8 @@
 namespace and data directory, killed at teardown."""
 
 import os
+import random
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +17,37 @@ from inventory_actors.client import InventoryClient
 from inventory_actors.config import ShardConfig
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, below the kernel's ephemeral range (which Ray's
+    own processes draw from all the time, so a port from there may be taken by the time the
+    listener that wants it starts)."""
+    while True:
+        port = random.randrange(10_000, 20_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+
+
+# The fast Serve ingress, as `make run` sets it. Serve reads these when it starts, so they must be
+# in the environment before Ray starts; set here, at import time, for the whole session.
+os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+# A replica behind HAProxy stays up this long when stopped, so load balancers can deregister it
+# (30 s by default); nothing balances tests, and the wait would only slow their teardown.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+# HAProxy's stats and metrics listeners and Serve's fallback proxy bind fixed ports on all
+# addresses; another Serve on this machine (a parallel test run) would make ours fail to start.
+for _variable in (
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+):
+    os.environ.setdefault(_variable, str(free_port()))
 
 ClientFactory = Callable[..., InventoryClient]
 
