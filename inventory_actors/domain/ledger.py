@@ -56,6 +56,8 @@ from inventory_actors.domain.validation import (
 )
 from inventory_actors.domain.views import ExpiryResult, HoldView, PruneResult, Result, SkuView
 
+HOLD_ID_MAX = limits.HOLD_ID_LENGTH_MAX
+
 
 class Ledger(LedgerState):
     """One shard's stock and holds, changed only by `execute` (live) or `apply` (replay)."""
@@ -175,19 +177,25 @@ class Ledger(LedgerState):
     # -- holds -----------------------------------------------------------------------------
 
     def _reserve(self, cmd: ReserveStock) -> Result:
-        check_hold_id(cmd.hold_id)
-        check_ttl_ms(cmd.ttl_ms)
-        check_reference(cmd.reference)
-        if cmd.hold_id in self.holds:
-            raise HoldExists(cmd.hold_id)
+        hold_id, _, ttl_ms, reference = cmd
+        # The checks run once per reservation: skip the calls when the value is plainly fine.
+        if type(hold_id) is not str or not hold_id.isascii() or not 0 < len(hold_id) <= HOLD_ID_MAX:
+            check_hold_id(hold_id)
+        if type(ttl_ms) is not int or not limits.TTL_MS_MIN <= ttl_ms <= limits.TTL_MS_MAX:
+            check_ttl_ms(ttl_ms)
+        if reference is not None:
+            check_reference(reference)
+        if hold_id in self.holds:
+            raise HoldExists(hold_id)
         event = plan_hold(self, cmd, self._now_ms)
-        self._emit(event)
+        self._emitted.append(event)
+        self._apply_placed(event, self._now_ms)
         return HoldView(
-            cmd.hold_id,
+            hold_id,
             HoldStatus.ACTIVE,
             event.lines,
             event.expires_at_ms,
-            cmd.reference,
+            reference,
             self._now_ms,
             None,
         )
