@@ -72,6 +72,15 @@ def _image(raw: list[Any]) -> LevelImage:
     return LevelImage(*raw)
 
 
+# Calling the enum (HoldStatus("active")) costs more than the rest of decoding a hold.
+_STATUSES: dict[str, HoldStatus] = {status.value: status for status in HoldStatus}
+
+
+def _status(raw: str) -> HoldStatus:
+    """The status named `raw`; ValueError for an unknown one, as the enum raises."""
+    return _STATUSES.get(raw) or HoldStatus(raw)
+
+
 def _images(raw: list[list[Any]]) -> tuple[LevelImage, ...]:
     return tuple([LevelImage(*item) for item in raw])
 
@@ -126,7 +135,7 @@ _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
     "set": lambda f: StockSet(_image(f[0]), *f[1:]),
     "transferred": lambda f: StockTransferred(_image(f[0]), _image(f[1]), *f[2:]),
     "placed": lambda f: HoldPlaced(f[0], _hold_lines(f[1]), f[2], f[3], _images(f[4])),
-    "finished": lambda f: HoldFinished(f[0], HoldStatus(f[1]), _images(f[2])),
+    "finished": lambda f: HoldFinished(f[0], _status(f[1]), _images(f[2])),
     "extended": lambda f: HoldExtended(*f),
     "pruned": lambda f: HoldsPruned(tuple(f[0])),
 }
@@ -144,17 +153,18 @@ RESULT_TAGS: dict[type, str] = {
     HoldNotActive: "hold-not-active",
 }
 
-_RESULT_DECODERS: dict[str, Callable[[list[Any]], Result | DomainError]] = {
-    "sku": lambda f: SkuView(f[0], f[1], tuple(LocationView(*x) for x in f[2])),
-    "hold": lambda f: HoldView(f[0], HoldStatus(f[1]), _hold_lines(f[2]), *f[3:]),
-    "expired": lambda f: ExpiryResult(*f),
-    "pruned": lambda f: PruneResult(*f),
-    "invalid": lambda f: InvalidCommand(*f),
-    "insufficient": lambda f: InsufficientStock(tuple(Shortage(*x) for x in f[0])),
-    "version-conflict": lambda f: VersionConflict(*f),
-    "hold-not-found": lambda f: HoldNotFound(*f),
-    "hold-exists": lambda f: HoldExists(*f),
-    "hold-not-active": lambda f: HoldNotActive(*f),
+# Decoders take the whole tagged row, like the command decoders: no copy of its fields.
+_RESULT_DECODERS: dict[str, Callable[[Sequence[Any]], Result | DomainError]] = {
+    "sku": lambda r: SkuView(r[1], r[2], tuple([LocationView(*x) for x in r[3]])),
+    "hold": lambda r: HoldView(r[1], _status(r[2]), _hold_lines(r[3]), *r[4:]),
+    "expired": lambda r: ExpiryResult(*r[1:]),
+    "pruned": lambda r: PruneResult(*r[1:]),
+    "invalid": lambda r: InvalidCommand(*r[1:]),
+    "insufficient": lambda r: InsufficientStock(tuple([Shortage(*x) for x in r[1]])),
+    "version-conflict": lambda r: VersionConflict(*r[1:]),
+    "hold-not-found": lambda r: HoldNotFound(*r[1:]),
+    "hold-exists": lambda r: HoldExists(*r[1:]),
+    "hold-not-active": lambda r: HoldNotActive(*r[1:]),
 }
 
 
@@ -178,6 +188,9 @@ def decode_command(text: str) -> Command:
 
 
 def encode_events(events: Sequence[Event]) -> str:
+    if len(events) == 1:  # nearly every record: no comprehension to set up
+        event = events[0]
+        return _dumps(((EVENT_TAGS[type(event)], *event),))
     return _dumps([(EVENT_TAGS[type(event)], *event) for event in events])
 
 
@@ -191,7 +204,7 @@ def result_row(result: Result | DomainError) -> tuple[Any, ...]:
 
 
 def result_from_row(row: Sequence[Any]) -> Result | DomainError:
-    return _RESULT_DECODERS[row[0]](list(row[1:]))
+    return _RESULT_DECODERS[row[0]](row)
 
 
 def encode_result(result: Result | DomainError) -> str:

@@ -36,7 +36,7 @@ from inventory_actors.errors import (
 from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.shard_core import ShardCore
 from persistence import MemoryShardStore, ShardStore, SqliteShardStore
-from persistence.codec import decode_command, decode_events
+from persistence.codec import decode_command, decode_events, encode_command
 
 T = TypeVar("T")
 START_MS = 1_700_000_000_000
@@ -144,6 +144,22 @@ def test_a_command_is_in_the_log_before_its_caller_hears_back() -> None:
         assert decode_command(record.command) == adjust(5)
         (event,) = decode_events(record.events)
         assert isinstance(event, StockAdjusted) and event.level.on_hand == 5
+        await core.stop()
+
+    run(body)
+
+
+def test_a_command_that_came_as_text_is_logged_as_that_text() -> None:
+    async def body() -> None:
+        store = MemoryShardStore()
+        core = make_core(store, Clock())
+        texts = [encode_command(adjust(5)), encode_command(adjust(-9))]
+        outcomes = await core.submit_texts([Submission(adjust(5)), Submission(adjust(-9))], texts)
+        assert outcomes[0].ok and isinstance(outcomes[1].value, InsufficientStock)
+        (record,) = store.log
+        assert record.command is texts[0]
+        with pytest.raises(ValueError):
+            await core.submit_texts([Submission(adjust(5))], [])
         await core.stop()
 
     run(body)
