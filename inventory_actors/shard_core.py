@@ -66,6 +66,9 @@ class _Call:
             self.future.set_result(self.outcomes)  # type: ignore[arg-type]
 
 
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
+_new = tuple.__new__
+
 # A queued command: its caller, its place in the call, and its JSON text when it came as one.
 _Entry = tuple[_Call, int, Submission, str | None]
 
@@ -277,12 +280,12 @@ class ShardCore:
         if events:
             lsn = record_lsn = lsn + 1
             command_text = encode_command(sub.command) if text is None else text
-            records.append(LogRecord(lsn, now_ms, command_text, encode_events(events)))
+            records.append(_new(LogRecord, (lsn, now_ms, command_text, encode_events(events))))
         if key is not None:
             record = IdempotencyRecord(key, fingerprint, record_lsn, encode_result(result), now_ms)
             idempotency.append(record)
             stored[key] = record
-        return Outcome(result, False, record_lsn), lsn
+        return _new(Outcome, (result, False, record_lsn)), lsn
 
     def _fail_batch(self, batch: list[_Entry], error: Exception) -> None:
         log.error("shard %d: batch of %d failed: %r", self.shard_id, len(batch), error)

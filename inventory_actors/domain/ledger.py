@@ -57,6 +57,8 @@ from inventory_actors.domain.validation import (
 from inventory_actors.domain.views import ExpiryResult, HoldView, PruneResult, Result, SkuView
 
 HOLD_ID_MAX = limits.HOLD_ID_LENGTH_MAX
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built once per command.
+_new = tuple.__new__
 
 
 class Ledger(LedgerState):
@@ -190,15 +192,8 @@ class Ledger(LedgerState):
         event = plan_hold(self, cmd, self._now_ms)
         self._emitted.append(event)
         self._apply_placed(event, self._now_ms)
-        return HoldView(
-            hold_id,
-            HoldStatus.ACTIVE,
-            event.lines,
-            event.expires_at_ms,
-            reference,
-            self._now_ms,
-            None,
-        )
+        view = (hold_id, HoldStatus.ACTIVE, event.lines, event.expires_at_ms, reference)
+        return _new(HoldView, (*view, self._now_ms, None))
 
     def _commit(self, cmd: CommitHold) -> Result:
         return self._finish(cmd.hold_id, HoldStatus.COMMITTED)

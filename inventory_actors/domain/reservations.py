@@ -9,6 +9,8 @@ from inventory_actors.domain.events import HoldLine, HoldPlaced, LevelImage
 from inventory_actors.domain.state import Level, Sku
 from inventory_actors.domain.validation import check_id, check_quantity
 
+_new = tuple.__new__
+
 
 class _Stock(Protocol):
     skus: dict[str, Sku]
@@ -73,9 +75,12 @@ def _plan_single_line(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlac
     available = 0 if level is None else max(level.on_hand - level.reserved, 0)
     if sku is None or level is None or location is None or quantity > available:
         raise InsufficientStock((Shortage(sku_id, requested, quantity, available),))
-    image = LevelImage(sku_id, location, level.on_hand, level.reserved + quantity, sku.version + 1)
-    held = (HoldLine(sku_id, location, quantity),)
-    return HoldPlaced(cmd.hold_id, held, now_ms + cmd.ttl_ms, cmd.reference, (image,))
+    # tuple.__new__ skips the Python-level __new__ of a named tuple: the fields are all here.
+    image = _new(
+        LevelImage, (sku_id, location, level.on_hand, level.reserved + quantity, sku.version + 1)
+    )
+    held = (_new(HoldLine, (sku_id, location, quantity)),)
+    return _new(HoldPlaced, (cmd.hold_id, held, now_ms + cmd.ttl_ms, cmd.reference, (image,)))
 
 
 def _best_level(sku: Sku) -> tuple[str | None, Level | None]:

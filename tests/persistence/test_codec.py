@@ -229,3 +229,37 @@ references = st.one_of(st.none(), st.text(max_size=20).filter(lambda s: "\x00" n
 )
 def test_any_hold_comes_back_equal(command: ReserveStock) -> None:
     assert decode_command(encode_command(command)) == command
+
+
+def _generic(value: tuple[object, ...]) -> str:
+    """The plain encoder's text, which the direct encodings of one-line holds must equal."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+ids = st.text(min_size=1, max_size=12)
+counts = st.integers(0, 10**12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids, ids, ids, st.integers(1, 10**9), counts, counts, counts, references, counts)
+def test_a_one_line_hold_encodes_as_the_generic_encoder_would(
+    hold_id: str,
+    sku: str,
+    location: str,
+    quantity: int,
+    on_hand: int,
+    reserved: int,
+    version: int,
+    reference: str | None,
+    at_ms: int,
+) -> None:
+    line = HoldLine(sku, location, quantity)
+    image = LevelImage(sku, location, on_hand, reserved, version)
+    event = HoldPlaced(hold_id, (line,), at_ms, reference, (image,))
+    assert encode_events([event]) == _generic(([EVENT_TAGS[HoldPlaced], *event],))
+    assert decode_events(encode_events([event])) == [event]
+    for status in HoldStatus:
+        for finished in (None, at_ms + 1):
+            view = HoldView(hold_id, status, (line,), at_ms, reference, version, finished)
+            assert encode_result(view) == _generic((RESULT_TAGS[HoldView], *view))
+            assert decode_result(encode_result(view)) == view
