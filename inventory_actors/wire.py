@@ -98,4 +98,7 @@ def encode_outcomes(outcomes: Sequence[Outcome]) -> str:
 
 
 def decode_outcomes(payload: str) -> list[Outcome]:
-    return [Outcome(_value_from_row(row), replayed, lsn) for row, replayed, lsn in _loads(payload)]
+    return [
+        _new(Outcome, (_value_from_row(row), replayed, lsn))
+        for row, replayed, lsn in _loads(payload)
+    ]

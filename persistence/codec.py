@@ -86,6 +86,26 @@ def _images(raw: list[list[Any]]) -> tuple[LevelImage, ...]:
     return tuple([LevelImage(*item) for item in raw])
 
 
+def _hold_view(row: Sequence[Any]) -> HoldView:
+    """Every answer to a hold command: built without the named tuple's Python-level __new__
+    when the row has exactly the view's fields (the constructor checks any other row)."""
+    if len(row) != 8:
+        return HoldView(row[1], _status(row[2]), _hold_lines(row[3]), *row[4:])
+    lines = row[3]
+    if len(lines) == 1 and len(lines[0]) == 3:
+        held: tuple[HoldLine, ...] = (_new(HoldLine, lines[0]),)
+    else:
+        held = _hold_lines(lines)
+    return _new(HoldView, (row[1], _status(row[2]), held, row[4], row[5], row[6], row[7]))
+
+
+def _line_requests(raw: Sequence[Any]) -> tuple[LineRequest, ...]:
+    """The lines of a reserve; a single full line (the common cart) skips the constructor."""
+    if len(raw) == 1 and len(raw[0]) == 3:
+        return (_new(LineRequest, raw[0]),)
+    return tuple([LineRequest(*x) for x in raw])
+
+
 def _hold_lines(raw: list[list[Any]]) -> tuple[HoldLine, ...]:
     return tuple([HoldLine(*item) for item in raw])
 
@@ -109,9 +129,7 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "set": lambda r: SetStock(r[1], r[2], r[3], r[4], r[5], r[6]),
     "transfer": lambda r: TransferStock(r[1], r[2], r[3], r[4], r[5], r[6]),
     # tuple.__new__: the row's length is checked first, and the lines keep their own check.
-    "reserve": lambda r: _new(
-        ReserveStock, (r[1], tuple([LineRequest(*x) for x in r[2]]), r[3], r[4])
-    ),
+    "reserve": lambda r: _new(ReserveStock, (r[1], _line_requests(r[2]), r[3], r[4])),
     "commit": lambda r: CommitHold(r[1]),
     "release": lambda r: ReleaseHold(r[1]),
     "extend": lambda r: ExtendHold(r[1], r[2]),
@@ -160,7 +178,7 @@ RESULT_TAGS: dict[type, str] = {
 # Decoders take the whole tagged row, like the command decoders: no copy of its fields.
 _RESULT_DECODERS: dict[str, Callable[[Sequence[Any]], Result | DomainError]] = {
     "sku": lambda r: SkuView(r[1], r[2], tuple([LocationView(*x) for x in r[3]])),
-    "hold": lambda r: HoldView(r[1], _status(r[2]), _hold_lines(r[3]), *r[4:]),
+    "hold": _hold_view,
     "expired": lambda r: ExpiryResult(*r[1:]),
     "pruned": lambda r: PruneResult(*r[1:]),
     "invalid": lambda r: InvalidCommand(*r[1:]),

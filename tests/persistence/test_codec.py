@@ -263,3 +263,23 @@ def test_a_one_line_hold_encodes_as_the_generic_encoder_would(
             view = HoldView(hold_id, status, (line,), at_ms, reference, version, finished)
             assert encode_result(view) == _generic((RESULT_TAGS[HoldView], *view))
             assert decode_result(encode_result(view)) == view
+
+
+def test_a_line_without_its_location_still_decodes_to_a_full_line_request() -> None:
+    command = decode_command('["reserve","h1",[["A",2]],1000,null]')
+    assert command == ReserveStock("h1", (LineRequest("A", 2, None),), 1_000)
+    assert all(isinstance(line, LineRequest) for line in command.lines)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["hold","h1","active",[["A","x",1]],5,null,1]',  # a field short
+        '["hold","h1","active",[["A","x",1]],5,null,1,null,"extra"]',  # a field too many
+        '["hold","h1","active",[["A","x",1,"extra"]],5,null,1,null]',  # a line field too many
+        '["hold","h1","unknown",[["A","x",1]],5,null,1,null]',  # no such status
+    ],
+)
+def test_a_hold_answer_of_the_wrong_shape_does_not_decode(text: str) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        decode_result(text)
