@@ -149,8 +149,7 @@ class ShardCore:
         if self.store is not None:
             self.store.close()
             self.store = None
-        # The old ledger (if any) was frozen: make it collectable again.
-        gc.unfreeze()
+            self._drop_ledger()
         try:
             store = self._open_store()
             ledger, last_lsn, replayed = recover_ledger(
@@ -173,6 +172,14 @@ class ShardCore:
             replayed,
         )
         return True
+
+    def _drop_ledger(self) -> None:
+        """Free the memory of a ledger being rebuilt, before the new one is built. It was frozen
+        (out of the collector's reach) and holds reference cycles (its handler tables of bound
+        methods): without an unfreeze and a collection it would never be freed."""
+        self.ledger = Ledger()
+        gc.unfreeze()
+        gc.collect()
 
     # -- commands --------------------------------------------------------------------------
 

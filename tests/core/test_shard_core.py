@@ -3,6 +3,7 @@ snapshots, on an in-memory store and a fake clock."""
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -355,6 +356,22 @@ def test_a_failed_write_fails_its_batch_and_the_shard_rebuilds_from_disk() -> No
         await ok(core, reserve("h0"))
         assert sku_of(core).reserved == 1
         assert core.last_lsn == 2
+        await core.stop()
+
+    run(body)
+
+
+def test_a_rebuild_frees_the_ledger_it_replaces() -> None:
+    async def body() -> None:
+        store = MemoryShardStore()
+        core = make_core(store, Clock())
+        await ok(core, adjust(10))
+        replaced = weakref.ref(core.ledger)
+        store.failing_appends = 1
+        outcome = await core.run_command(adjust(1))
+        assert isinstance(outcome.value, StorageFailure)
+        assert replaced() is None  # frozen after recovery, yet collected once replaced
+        assert core.available and sku_of(core).on_hand == 10
         await core.stop()
 
     run(body)
