@@ -18,6 +18,9 @@ _HOLD_PREFIX = "r_"
 _HOLD_TOKEN_LENGTH = 20
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _HEX_DIGITS = frozenset("0123456789abcdef")
+# The token's characters are base-36 digits of the digest taken 5 bits apart (part of the id
+# format: a retried reserve must name the same hold, across versions of the client).
+_TOKEN_SHIFTS = tuple(5 * i for i in range(_HOLD_TOKEN_LENGTH))
 
 
 def slot_of(key: str) -> int:
@@ -35,7 +38,7 @@ def new_hold_id(slot: int, seed: bytes | None = None) -> str:
         raise ValueError(f"slot must be 0 to {SLOT_COUNT - 1}")
     raw = seed if seed is not None else secrets.token_bytes(20)
     digest = int.from_bytes(hashlib.sha256(raw).digest(), "big")
-    token = "".join(_ALPHABET[(digest >> (5 * i)) % 36] for i in range(_HOLD_TOKEN_LENGTH))
+    token = "".join([_ALPHABET[(digest >> shift) % 36] for shift in _TOKEN_SHIFTS])
     return f"{_HOLD_PREFIX}{slot:03x}{token}"
 
 
@@ -45,7 +48,7 @@ def slot_of_hold(hold_id: str) -> int:
     if (
         hold_id.startswith(_HOLD_PREFIX)
         and len(hold_id) == 5 + _HOLD_TOKEN_LENGTH
-        and all(ch in _HEX_DIGITS for ch in digits)
+        and _HEX_DIGITS.issuperset(digits)
     ):
         return int(digits, 16) % SLOT_COUNT
     return slot_of(hold_id)

@@ -6,10 +6,12 @@ anything else runs, memory holds exactly what the disk holds.
 """
 
 import asyncio
+import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from inventory_actors.config import ShardConfig
@@ -80,7 +82,27 @@ async def _wait_at_most(event: asyncio.Event, timeout_seconds: float) -> None:
         waiter.cancel()
 
 
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
+_new = tuple.__new__
+
+# A queued command: its caller, its place in the call, and its JSON text when it came as one.
+_Entry = tuple[_Call, int, Submission, str | None]
+
 _BAD_KEY = InvalidCommand("idempotency key must be 1 to 255 printable ASCII characters")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic collection while a batch runs: a batch allocates thousands of short-lived
+    tuples, and each collection they trigger walks the young objects again. Collections resume
+    (and catch up) once the batch is answered."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -114,7 +136,7 @@ class ShardCore:
         self.config = config
         self._open_store = open_store
         self._clock_ms = clock_ms
-        self._queue: deque[tuple[_Call, int, Submission]] = deque()
+        self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.counters = ShardCounters()
@@ -153,6 +175,7 @@ class ShardCore:
         if self.store is not None:
             self.store.close()
             self.store = None
+            self._drop_ledger()
         try:
             store = self._open_store()
             ledger, last_lsn, replayed = recover_ledger(
@@ -162,6 +185,9 @@ class ShardCore:
             log.exception("shard %d: recovery failed", self.shard_id)
             return False
         self.store, self.ledger, self.last_lsn = store, ledger, last_lsn
+        # The recovered state lives as long as the shard: move it out of the collector's reach,
+        # or every full collection walks millions of objects that never become garbage.
+        gc.freeze()
         self.snapshots.reset(records_since=replayed, now_ms=self._clock_ms())
         self.counters.recovery_seconds = time.perf_counter() - started
         log.info(
@@ -173,10 +199,32 @@ class ShardCore:
         )
         return True
 
+    def _drop_ledger(self) -> None:
+        """Free the memory of a ledger being rebuilt, before the new one is built. It was frozen
+        (out of the collector's reach) and holds reference cycles (its handler tables of bound
+        methods): without an unfreeze and a collection it would never be freed."""
+        self.ledger = Ledger()
+        gc.unfreeze()
+        gc.collect()
+
     # -- commands --------------------------------------------------------------------------
 
     async def submit(self, submissions: Sequence[Submission]) -> list[Outcome]:
         """Queue commands for the next batch; return once every one is durable or refused."""
+        return await self._enqueue(submissions, None)
+
+    async def submit_texts(
+        self, submissions: Sequence[Submission], texts: Sequence[str]
+    ) -> list[Outcome]:
+        """`submit`, with each command's JSON as it arrived (see `wire`): the log stores that
+        text instead of encoding the command again."""
+        if len(texts) != len(submissions):
+            raise ValueError(f"{len(texts)} texts for {len(submissions)} submissions")
+        return await self._enqueue(submissions, texts)
+
+    async def _enqueue(
+        self, submissions: Sequence[Submission], texts: Sequence[str] | None
+    ) -> list[Outcome]:
         if not submissions:
             return []
         if not self.available:
@@ -187,10 +235,11 @@ class ShardCore:
             full = Overloaded(f"shard {self.shard_id} queue is full")
             return [Outcome(full)] * len(submissions)
         call = _Call(len(submissions), asyncio.get_running_loop().create_future())
+        append = self._queue.append
         for index, sub in enumerate(submissions):
             key = sub.idempotency_key
             if key is None or is_valid_idempotency_key(key):
-                self._queue.append((call, index, sub))
+                append((call, index, sub, None if texts is None else texts[index]))
             else:
                 call.settle(index, Outcome(_BAD_KEY))
         self._wakeup.set()
@@ -203,14 +252,15 @@ class ShardCore:
             while self._queue and self.available:
                 size = min(len(self._queue), self.config.batch_commands_max)
                 batch = [self._queue.popleft() for _ in range(size)]
-                self._commit_batch(batch)
+                with _gc_paused():
+                    self._commit_batch(batch)
                 if self.ledger.unsettled:
                     self._settle_wakeup.set()
                 self.snapshots.maybe_start(self._clock_ms())
                 # Let callers that arrived during the write join the queue, and readers run.
                 await asyncio.sleep(0)
 
-    def _commit_batch(self, batch: list[tuple[_Call, int, Submission]]) -> None:
+    def _commit_batch(self, batch: list[_Entry]) -> None:
         """Execute a batch in memory and write it in one transaction, then answer its callers.
         Any failure fails the whole batch and rebuilds memory from disk."""
         assert self.store is not None
@@ -218,12 +268,12 @@ class ShardCore:
         records: list[LogRecord] = []
         idempotency: list[IdempotencyRecord] = []
         try:
-            keys = [s.idempotency_key for _, _, s in batch if s.idempotency_key is not None]
+            keys = [s.idempotency_key for _, _, s, _ in batch if s.idempotency_key is not None]
             stored = self.store.find_idempotency(keys) if keys else {}
             lsn = self.last_lsn
             outcomes = []
-            for _, _, sub in batch:
-                outcome, lsn = self._run(sub, now_ms, lsn, stored, records, idempotency)
+            for _, _, sub, text in batch:
+                outcome, lsn = self._run(sub, text, now_ms, lsn, stored, records, idempotency)
                 outcomes.append(outcome)
             self.store.append(records, idempotency)
         except Exception as error:
@@ -234,12 +284,13 @@ class ShardCore:
         self.counters.commands += len(batch)
         self.counters.records += len(records)
         self.snapshots.records_since += len(records)
-        for (call, index, _), outcome in zip(batch, outcomes, strict=True):
+        for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
             call.settle(index, outcome)
 
     def _run(
         self,
         sub: Submission,
+        text: str | None,
         now_ms: int,
         lsn: int,
         stored: dict[str, IdempotencyRecord],
@@ -263,27 +314,26 @@ class ShardCore:
         record_lsn = None
         if events:
             lsn = record_lsn = lsn + 1
-            records.append(
-                LogRecord(lsn, now_ms, encode_command(sub.command), encode_events(events))
-            )
+            command_text = encode_command(sub.command) if text is None else text
+            records.append(_new(LogRecord, (lsn, now_ms, command_text, encode_events(events))))
         if key is not None:
             record = IdempotencyRecord(key, fingerprint, record_lsn, encode_result(result), now_ms)
             idempotency.append(record)
             stored[key] = record
-        return Outcome(result, False, record_lsn), lsn
+        return _new(Outcome, (result, False, record_lsn)), lsn
 
-    def _fail_batch(self, batch: list[tuple[_Call, int, Submission]], error: Exception) -> None:
+    def _fail_batch(self, batch: list[_Entry], error: Exception) -> None:
         log.error("shard %d: batch of %d failed: %r", self.shard_id, len(batch), error)
         self.counters.storage_failures += 1
         failure = Outcome(StorageFailure(self.shard_id, f"write failed: {error}"))
-        for call, index, _ in batch:
+        for call, index, _, _ in batch:
             call.settle(index, failure)
         self.snapshots.abort()
         if not self._recover_now():
             # Nobody waits on a shard that cannot open its file: answer the queue at once.
             down = Outcome(ShardUnavailable(self.shard_id, "shard is recovering"))
             while self._queue:
-                call, index, _ = self._queue.popleft()
+                call, index, _, _ = self._queue.popleft()
                 call.settle(index, down)
             self._tasks.append(asyncio.get_running_loop().create_task(self._recovery_loop()))
 

@@ -77,22 +77,48 @@ def _make_dumps() -> Callable[[object], str]:
 
 _dumps = _make_dumps()
 _loads = json.loads
+_new = tuple.__new__
 
 
 def _image(raw: list[Any]) -> LevelImage:
     return LevelImage(*raw)
 
 
+# Calling the enum (HoldStatus("active")) costs more than the rest of decoding a hold.
+_STATUSES: dict[str, HoldStatus] = {status.value: status for status in HoldStatus}
+
+
+def _status(raw: str) -> HoldStatus:
+    """The status named `raw`; ValueError for an unknown one, as the enum raises."""
+    return _STATUSES.get(raw) or HoldStatus(raw)
+
+
 def _images(raw: list[list[Any]]) -> tuple[LevelImage, ...]:
     return tuple([LevelImage(*item) for item in raw])
 
 
+def _hold_view(row: Sequence[Any]) -> HoldView:
+    """Every answer to a hold command: built without the named tuple's Python-level __new__
+    when the row has exactly the view's fields (the constructor checks any other row)."""
+    if len(row) != 8:
+        return HoldView(row[1], _status(row[2]), _hold_lines(row[3]), *row[4:])
+    lines = row[3]
+    if len(lines) == 1 and len(lines[0]) == 3:
+        held: tuple[HoldLine, ...] = (_new(HoldLine, lines[0]),)
+    else:
+        held = _hold_lines(lines)
+    return _new(HoldView, (row[1], _status(row[2]), held, row[4], row[5], row[6], row[7]))
+
+
+def _line_requests(raw: Sequence[Any]) -> tuple[LineRequest, ...]:
+    """The lines of a reserve; a single full line (the common cart) skips the constructor."""
+    if len(raw) == 1 and len(raw[0]) == 3:
+        return (_new(LineRequest, raw[0]),)
+    return tuple([LineRequest(*x) for x in raw])
+
+
 def _hold_lines(raw: list[list[Any]]) -> tuple[HoldLine, ...]:
     return tuple([HoldLine(*item) for item in raw])
-
-
-def _line_requests(raw: list[list[Any]]) -> tuple[LineRequest, ...]:
-    return tuple([LineRequest(*item) for item in raw])
 
 
 COMMAND_TAGS: dict[type, str] = {
@@ -119,7 +145,8 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "adjust": lambda r: AdjustStock(r[1], r[2], r[3], r[4], r[5], r[6]),
     "set": lambda r: SetStock(r[1], r[2], r[3], r[4], r[5], r[6]),
     "transfer": lambda r: TransferStock(r[1], r[2], r[3], r[4], r[5], r[6]),
-    "reserve": lambda r: ReserveStock(r[1], tuple([LineRequest(*x) for x in r[2]]), r[3], r[4]),
+    # tuple.__new__: the row's length is checked first, and the lines keep their own check.
+    "reserve": lambda r: _new(ReserveStock, (r[1], _line_requests(r[2]), r[3], r[4])),
     "commit": lambda r: CommitHold(r[1]),
     "release": lambda r: ReleaseHold(r[1]),
     "extend": lambda r: ExtendHold(r[1], r[2]),
@@ -161,7 +188,7 @@ _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
     "transferred": lambda f: StockTransferred(_image(f[0]), _image(f[1]), *f[2:]),
     # Records written before coordinated holds existed have five fields.
     "placed": lambda f: HoldPlaced(f[0], _hold_lines(f[1]), f[2], f[3], _images(f[4]), *f[5:]),
-    "finished": lambda f: HoldFinished(f[0], HoldStatus(f[1]), _images(f[2])),
+    "finished": lambda f: HoldFinished(f[0], _status(f[1]), _images(f[2])),
     "extended": lambda f: HoldExtended(*f),
     "pruned": lambda f: HoldsPruned(tuple(f[0])),
     "reservation-opened": lambda f: ReservationOpened(f[0], tuple(f[1]), tuple(f[2]), *f[3:]),
@@ -184,17 +211,18 @@ RESULT_TAGS: dict[type, str] = {
     HoldNotActive: "hold-not-active",
 }
 
-_RESULT_DECODERS: dict[str, Callable[[list[Any]], Result | DomainError]] = {
-    "sku": lambda f: SkuView(f[0], f[1], tuple(LocationView(*x) for x in f[2])),
-    "hold": lambda f: HoldView(f[0], HoldStatus(f[1]), _hold_lines(f[2]), *f[3:]),
-    "expired": lambda f: ExpiryResult(*f),
-    "pruned": lambda f: PruneResult(*f),
-    "invalid": lambda f: InvalidCommand(*f),
-    "insufficient": lambda f: InsufficientStock(tuple(Shortage(*x) for x in f[0])),
-    "version-conflict": lambda f: VersionConflict(*f),
-    "hold-not-found": lambda f: HoldNotFound(*f),
-    "hold-exists": lambda f: HoldExists(*f),
-    "hold-not-active": lambda f: HoldNotActive(*f),
+# Decoders take the whole tagged row, like the command decoders: no copy of its fields.
+_RESULT_DECODERS: dict[str, Callable[[Sequence[Any]], Result | DomainError]] = {
+    "sku": lambda r: SkuView(r[1], r[2], tuple([LocationView(*x) for x in r[3]])),
+    "hold": _hold_view,
+    "expired": lambda r: ExpiryResult(*r[1:]),
+    "pruned": lambda r: PruneResult(*r[1:]),
+    "invalid": lambda r: InvalidCommand(*r[1:]),
+    "insufficient": lambda r: InsufficientStock(tuple([Shortage(*x) for x in r[1]])),
+    "version-conflict": lambda r: VersionConflict(*r[1:]),
+    "hold-not-found": lambda r: HoldNotFound(*r[1:]),
+    "hold-exists": lambda r: HoldExists(*r[1:]),
+    "hold-not-active": lambda r: HoldNotActive(*r[1:]),
 }
 
 
@@ -218,6 +246,11 @@ def decode_command(text: str) -> Command:
 
 
 def encode_events(events: Sequence[Event]) -> str:
+    if len(events) == 1:  # nearly every record: no comprehension to set up
+        event = events[0]
+        if type(event) is HoldPlaced and len(event.lines) == 1 and len(event.levels) == 1:
+            return _one_line_placed_text(event)
+        return _dumps(((EVENT_TAGS[type(event)], *event),))
     return _dumps([(EVENT_TAGS[type(event)], *event) for event in events])
 
 
@@ -231,11 +264,42 @@ def result_row(result: Result | DomainError) -> tuple[Any, ...]:
 
 
 def result_from_row(row: Sequence[Any]) -> Result | DomainError:
-    return _RESULT_DECODERS[row[0]](list(row[1:]))
+    return _RESULT_DECODERS[row[0]](row)
 
 
 def encode_result(result: Result | DomainError) -> str:
+    if type(result) is HoldView and len(result.lines) == 1:
+        return _one_line_hold_text(result)
     return _dumps(result_row(result))
+
+
+# The record and the answer of a one-line hold (most of a shard's traffic), formatted directly:
+# a third of the generic encoder's cost, and the same text (tested). The domain guarantees the
+# types: ids, statuses and references are strings, the numbers ints (never bools).
+_quote = encode_basestring
+
+
+def _one_line_placed_text(event: HoldPlaced) -> str:
+    hold_id, ((sku, location, quantity),), expires_at_ms, reference, (level,), coordinated = event
+    _, _, on_hand, reserved, version = level
+    ref = "null" if reference is None else _quote(reference)
+    return (
+        f'[["placed",{_quote(hold_id)},[[{_quote(sku)},{_quote(location)},{quantity:d}]],'
+        f"{expires_at_ms:d},{ref},[[{_quote(level.sku)},{_quote(level.location)},"
+        f"{on_hand:d},{reserved:d},{version:d}]],{'true' if coordinated else 'false'}]]"
+    )
+
+
+def _one_line_hold_text(view: HoldView) -> str:
+    hold_id, status, ((sku, location, quantity),), expires_at_ms, reference, created, finished = (
+        view
+    )
+    ref = "null" if reference is None else _quote(reference)
+    end = "null" if finished is None else f"{finished:d}"
+    return (
+        f'["hold",{_quote(hold_id)},{_quote(status)},[[{_quote(sku)},{_quote(location)},'
+        f"{quantity:d}]],{expires_at_ms:d},{ref},{created:d},{end}]"
+    )
 
 
 def decode_result(text: str) -> Result | DomainError:

@@ -63,6 +63,10 @@ from inventory_actors.domain.validation import (
 )
 from inventory_actors.domain.views import ExpiryResult, HoldView, PruneResult, Result, SkuView
 
+HOLD_ID_MAX = limits.HOLD_ID_LENGTH_MAX
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built once per command.
+_new = tuple.__new__
+
 
 class Ledger(CoordinationHandlers, LedgerState):
     """One shard's stock and holds, changed only by `execute` (live) or `apply` (replay)."""
@@ -188,22 +192,21 @@ class Ledger(CoordinationHandlers, LedgerState):
     # -- holds -----------------------------------------------------------------------------
 
     def _reserve(self, cmd: ReserveStock) -> Result:
-        check_hold_id(cmd.hold_id)
-        check_ttl_ms(cmd.ttl_ms)
-        check_reference(cmd.reference)
-        if cmd.hold_id in self.holds:
-            raise HoldExists(cmd.hold_id)
+        hold_id, _, ttl_ms, reference = cmd
+        # The checks run once per reservation: skip the calls when the value is plainly fine.
+        if type(hold_id) is not str or not hold_id.isascii() or not 0 < len(hold_id) <= HOLD_ID_MAX:
+            check_hold_id(hold_id)
+        if type(ttl_ms) is not int or not limits.TTL_MS_MIN <= ttl_ms <= limits.TTL_MS_MAX:
+            check_ttl_ms(ttl_ms)
+        if reference is not None:
+            check_reference(reference)
+        if hold_id in self.holds:
+            raise HoldExists(hold_id)
         event = plan_hold(self, cmd, self._now_ms)
-        self._emit(event)
-        return HoldView(
-            cmd.hold_id,
-            HoldStatus.ACTIVE,
-            event.lines,
-            event.expires_at_ms,
-            cmd.reference,
-            self._now_ms,
-            None,
-        )
+        self._emitted.append(event)
+        self._apply_placed(event, self._now_ms)
+        view = (hold_id, HoldStatus.ACTIVE, event.lines, event.expires_at_ms, reference)
+        return _new(HoldView, (*view, self._now_ms, None))
 
     def _commit(self, cmd: CommitHold) -> Result:
         return self._finish(cmd.hold_id, HoldStatus.COMMITTED)

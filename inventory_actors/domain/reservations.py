@@ -6,8 +6,10 @@ from inventory_actors.domain import limits
 from inventory_actors.domain.commands import ReserveStock
 from inventory_actors.domain.errors import InsufficientStock, InvalidCommand, Shortage
 from inventory_actors.domain.events import HoldLine, HoldPlaced, LevelImage
-from inventory_actors.domain.state import Sku
+from inventory_actors.domain.state import Level, Sku
 from inventory_actors.domain.validation import check_id, check_quantity
+
+_new = tuple.__new__
 
 
 class _Stock(Protocol):
@@ -50,26 +52,57 @@ def plan_hold(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
 
 def _plan_single_line(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlaced:
     """The common cart line, without the bookkeeping of summing: same events as the general
-    path (property-tested)."""
-    line = cmd.lines[0]
-    check_id("sku", line.sku)
-    check_quantity(line.quantity)
-    sku = stock.skus.get(line.sku)
-    if line.location is None:
-        location, available = _best_location(stock, line.sku, {})
-    else:
-        check_id("location", line.location)
-        location = line.location
-        level = None if sku is None else sku.levels.get(location)
-        available = 0 if level is None else level.on_hand - level.reserved
-    if sku is None or location is None or line.quantity > available:
-        raise InsufficientStock((Shortage(line.sku, line.location, line.quantity, available),))
-    level = sku.levels[location]
-    image = LevelImage(
-        line.sku, location, level.on_hand, level.reserved + line.quantity, sku.version + 1
+    path (property-tested).
+
+    It runs once per reservation, so it avoids calls where it can: a SKU or location already
+    in the state was validated when it was created, so only unknown ids are checked here.
+    """
+    sku_id, quantity, requested = cmd.lines[0]
+    sku = stock.skus.get(sku_id) if isinstance(sku_id, str) else None
+    if sku is None:
+        check_id("sku", sku_id)
+    if type(quantity) is not int or not 0 < quantity <= limits.QUANTITY_MAX:
+        check_quantity(quantity)
+    level: Level | None = None
+    location = requested
+    if requested is None:
+        if sku is not None:
+            location, level = _best_level(sku)
+    elif sku is not None and isinstance(requested, str):
+        level = sku.levels.get(requested)
+    if level is None and requested is not None:
+        check_id("location", requested)
+    available = 0 if level is None else max(level.on_hand - level.reserved, 0)
+    if sku is None or level is None or location is None or quantity > available:
+        raise InsufficientStock((Shortage(sku_id, requested, quantity, available),))
+    # tuple.__new__ skips the Python-level __new__ of a named tuple: the fields are all here.
+    image = _new(
+        LevelImage, (sku_id, location, level.on_hand, level.reserved + quantity, sku.version + 1)
     )
-    held = (HoldLine(line.sku, location, line.quantity),)
-    return HoldPlaced(cmd.hold_id, held, now_ms + cmd.ttl_ms, cmd.reference, (image,))
+    held = (_new(HoldLine, (sku_id, location, quantity)),)
+    return _new(
+        HoldPlaced, (cmd.hold_id, held, now_ms + cmd.ttl_ms, cmd.reference, (image,), False)
+    )
+
+
+def _best_level(sku: Sku) -> tuple[str | None, Level | None]:
+    """The location with the most units available; ties go to the name that sorts first."""
+    levels = sku.levels
+    if len(levels) == 1:
+        for name, level in levels.items():
+            return name, level
+    best_name: str | None = None
+    best: Level | None = None
+    best_available = 0
+    for name, level in levels.items():
+        available = level.on_hand - level.reserved
+        if (
+            best_name is None
+            or available > best_available
+            or (available == best_available and name < best_name)
+        ):
+            best_name, best, best_available = name, level, available
+    return best_name, best
 
 
 def _sum_lines(cmd: ReserveStock) -> tuple[dict[tuple[str, str], int], dict[str, int]]:

@@ -3,6 +3,7 @@ snapshots, on an in-memory store and a fake clock."""
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -36,7 +37,7 @@ from inventory_actors.errors import (
 from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.shard_core import ShardCore
 from persistence import MemoryShardStore, ShardStore, SqliteShardStore
-from persistence.codec import decode_command, decode_events
+from persistence.codec import decode_command, decode_events, encode_command
 
 T = TypeVar("T")
 START_MS = 1_700_000_000_000
@@ -144,6 +145,22 @@ def test_a_command_is_in_the_log_before_its_caller_hears_back() -> None:
         assert decode_command(record.command) == adjust(5)
         (event,) = decode_events(record.events)
         assert isinstance(event, StockAdjusted) and event.level.on_hand == 5
+        await core.stop()
+
+    run(body)
+
+
+def test_a_command_that_came_as_text_is_logged_as_that_text() -> None:
+    async def body() -> None:
+        store = MemoryShardStore()
+        core = make_core(store, Clock())
+        texts = [encode_command(adjust(5)), encode_command(adjust(-9))]
+        outcomes = await core.submit_texts([Submission(adjust(5)), Submission(adjust(-9))], texts)
+        assert outcomes[0].ok and isinstance(outcomes[1].value, InsufficientStock)
+        (record,) = store.log
+        assert record.command is texts[0]
+        with pytest.raises(ValueError):
+            await core.submit_texts([Submission(adjust(5))], [])
         await core.stop()
 
     run(body)
@@ -339,6 +356,22 @@ def test_a_failed_write_fails_its_batch_and_the_shard_rebuilds_from_disk() -> No
         await ok(core, reserve("h0"))
         assert sku_of(core).reserved == 1
         assert core.last_lsn == 2
+        await core.stop()
+
+    run(body)
+
+
+def test_a_rebuild_frees_the_ledger_it_replaces() -> None:
+    async def body() -> None:
+        store = MemoryShardStore()
+        core = make_core(store, Clock())
+        await ok(core, adjust(10))
+        replaced = weakref.ref(core.ledger)
+        store.failing_appends = 1
+        outcome = await core.run_command(adjust(1))
+        assert isinstance(outcome.value, StorageFailure)
+        assert replaced() is None  # frozen after recovery, yet collected once replaced
+        assert core.available and sku_of(core).on_hand == 10
         await core.stop()
 
     run(body)

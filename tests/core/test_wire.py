@@ -29,10 +29,12 @@ from inventory_actors.errors import (
 from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.wire import (
     decode_outcomes,
+    decode_submission_texts,
     decode_submissions,
     encode_outcomes,
     encode_submissions,
 )
+from persistence.codec import encode_command
 
 SUBMISSIONS = [
     Submission(AdjustStock("A", "berlin", -2, "damaged", "Grüße", 3)),
@@ -96,9 +98,34 @@ def test_a_service_error_keeps_its_retry_advice() -> None:
 
 def test_a_submission_of_an_unknown_command_does_not_decode() -> None:
     with pytest.raises((KeyError, ValueError)):
-        decode_submissions('[[["explode","A"],null,null]]')
+        decode_submissions('null\n["explode","A"]')
 
 
 def test_a_submission_with_a_field_too_many_does_not_decode() -> None:
     with pytest.raises(ValueError, match="fields"):
-        decode_submissions('[[["commit","h1","extra"],null,null]]')
+        decode_submissions('null\n["commit","h1","extra"]')
+
+
+def test_each_command_travels_as_the_text_the_log_stores() -> None:
+    submissions, texts = decode_submission_texts(encode_submissions(SUBMISSIONS))
+    assert submissions == SUBMISSIONS
+    assert texts == [encode_command(s.command) for s in SUBMISSIONS]
+
+
+def test_a_newline_inside_a_text_field_stays_inside_its_command() -> None:
+    submission = Submission(AdjustStock("A", "b", 1, "received", "line 1\nline 2"))
+    assert decode_submissions(encode_submissions([submission])) == [submission]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        'null\n["commit","h1"],["commit","h2"]',  # two values on one line
+        'null\n["commit",\n"h1"]',  # one value over two lines
+        'null\n["commit","h1"]\n',  # an empty line
+        '[["k",null]]\n["commit","h1"]\n["commit","h2"]',  # keys for fewer commands
+    ],
+)
+def test_lines_that_are_not_one_command_each_do_not_decode(payload: str) -> None:
+    with pytest.raises(ValueError):
+        decode_submissions(payload)

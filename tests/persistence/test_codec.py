@@ -259,3 +259,60 @@ references = st.one_of(st.none(), st.text(max_size=20).filter(lambda s: "\x00" n
 )
 def test_any_hold_comes_back_equal(command: ReserveStock) -> None:
     assert decode_command(encode_command(command)) == command
+
+
+def _generic(value: tuple[object, ...]) -> str:
+    """The plain encoder's text, which the direct encodings of one-line holds must equal."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+ids = st.text(min_size=1, max_size=12)
+counts = st.integers(0, 10**12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids, ids, ids, st.integers(1, 10**9), counts, counts, counts, references, counts, st.booleans()
+)
+def test_a_one_line_hold_encodes_as_the_generic_encoder_would(
+    hold_id: str,
+    sku: str,
+    location: str,
+    quantity: int,
+    on_hand: int,
+    reserved: int,
+    version: int,
+    reference: str | None,
+    at_ms: int,
+    coordinated: bool,
+) -> None:
+    line = HoldLine(sku, location, quantity)
+    image = LevelImage(sku, location, on_hand, reserved, version)
+    event = HoldPlaced(hold_id, (line,), at_ms, reference, (image,), coordinated)
+    assert encode_events([event]) == _generic(([EVENT_TAGS[HoldPlaced], *event],))
+    assert decode_events(encode_events([event])) == [event]
+    for status in HoldStatus:
+        for finished in (None, at_ms + 1):
+            view = HoldView(hold_id, status, (line,), at_ms, reference, version, finished)
+            assert encode_result(view) == _generic((RESULT_TAGS[HoldView], *view))
+            assert decode_result(encode_result(view)) == view
+
+
+def test_a_line_without_its_location_still_decodes_to_a_full_line_request() -> None:
+    command = decode_command('["reserve","h1",[["A",2]],1000,null]')
+    assert command == ReserveStock("h1", (LineRequest("A", 2, None),), 1_000)
+    assert all(isinstance(line, LineRequest) for line in command.lines)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["hold","h1","active",[["A","x",1]],5,null,1]',  # a field short
+        '["hold","h1","active",[["A","x",1]],5,null,1,null,"extra"]',  # a field too many
+        '["hold","h1","active",[["A","x",1,"extra"]],5,null,1,null]',  # a line field too many
+        '["hold","h1","unknown",[["A","x",1]],5,null,1,null]',  # no such status
+    ],
+)
+def test_a_hold_answer_of_the_wrong_shape_does_not_decode(text: str) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        decode_result(text)
