@@ -39,7 +39,7 @@ from inventory_actors.protocol import (
     fingerprint_of,
     is_valid_idempotency_key,
 )
-from inventory_actors.recovery import recover_ledger
+from inventory_actors.recovery import freeze_recovered_state, recover_ledger
 from inventory_actors.snapshots import Snapshotter
 from persistence import IdempotencyRecord, LogRecord, ShardStore
 from persistence.codec import decode_result, encode_command, encode_events, encode_result
@@ -136,6 +136,7 @@ class ShardCore:
             log.exception("shard %d: recovery failed", self.shard_id)
             return False
         self.store, self.ledger, self.last_lsn = store, ledger, last_lsn
+        freeze_recovered_state()
         self.snapshots.reset(records_since=replayed, now_ms=self._clock_ms())
         self.counters.recovery_seconds = time.perf_counter() - started
         log.info(

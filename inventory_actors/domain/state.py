@@ -6,7 +6,8 @@ state the live shard held. Invariants are checked here, where values change.
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from inventory_actors.domain.errors import InvariantViolation
 from inventory_actors.domain.events import (
@@ -31,6 +32,17 @@ from inventory_actors.domain.views import HoldView, LocationView, SkuView
 #              [[sku, location, quantity], ...]]
 SnapshotRow = list[object]
 
+# Columnar snapshot chunks: one list per field, so decoding builds a handful of lists per chunk
+# instead of one or two per row, and each location name appears once per chunk:
+#   sku columns:  [names, sku_ids, versions, level_counts, name_indexes, on_hands, reserveds]
+#   hold columns: [names, hold_ids, statuses, expires_at_ms, references, created_at_ms,
+#                  finished_at_ms, line_counts, line_skus, line_name_indexes, line_quantities]
+# A SKU's levels (a hold's lines) are the next level_counts[i] (line_counts[i]) entries of the
+# per-level (per-line) columns.
+SnapshotColumns = list[list[Any]]
+
+_STATUSES = {status.value: status for status in HoldStatus}
+
 
 class Level:
     """One SKU-location. Slots keep a million of them small."""
@@ -45,9 +57,9 @@ class Level:
 class Sku:
     __slots__ = ("levels", "version")
 
-    def __init__(self, version: int) -> None:
+    def __init__(self, version: int, levels: dict[str, Level] | None = None) -> None:
         self.version = version
-        self.levels: dict[str, Level] = {}
+        self.levels: dict[str, Level] = {} if levels is None else levels
 
 
 class Hold:
@@ -89,6 +101,8 @@ class LedgerState:
         self.finished: deque[tuple[int, str]] = deque()
         self.level_count = 0
         self.active_hold_count = 0
+        # One string object per distinct location name, however many SKUs stock it.
+        self.location_names: dict[str, str] = {}
         # During recovery a fuzzy snapshot may already lack a hold that a replayed record
         # finishes or extends (it was pruned later in the log); that is expected, not a bug.
         self.replaying = False
@@ -165,7 +179,7 @@ class LedgerState:
             sku = self.skus[image.sku] = Sku(image.version)
         level = sku.levels.get(image.location)
         if level is None:
-            sku.levels[image.location] = Level(image.on_hand, image.reserved)
+            sku.levels[self.shared_name(image.location)] = Level(image.on_hand, image.reserved)
             self.level_count += 1
         else:
             level.on_hand = image.on_hand
@@ -247,10 +261,12 @@ class LedgerState:
         return rows
 
     def load_skus(self, rows: Iterable[SnapshotRow]) -> None:
+        """Load row-format chunks (the format before columns; still read)."""
+        shared = self.shared_name
         for sku_id, version, levels in rows:
             sku = self.skus[sku_id] = Sku(version)  # type: ignore[index,arg-type]
             for name, on_hand, reserved in levels:  # type: ignore[attr-defined]
-                sku.levels[name] = Level(on_hand, reserved)
+                sku.levels[shared(name)] = Level(on_hand, reserved)
             self.level_count += len(sku.levels)
 
     def load_holds(self, rows: Iterable[SnapshotRow]) -> None:
@@ -260,6 +276,100 @@ class LedgerState:
             hold.status = HoldStatus(str(status))
             hold.finished_at_ms = finished_at  # type: ignore[assignment]
             self.holds[hold_id] = hold  # type: ignore[index]
+
+    def shared_name(self, name: str) -> str:
+        """The one string object kept for this location name."""
+        return self.location_names.setdefault(name, name)
+
+    def export_sku_columns(
+        self, sku_ids: Sequence[str], start: int, max_levels: int
+    ) -> tuple[SnapshotColumns, int]:
+        """SKUs from `sku_ids[start:]` until `max_levels` levels (at least one SKU, so chunks
+        stay even whatever the locations per SKU), and where the next chunk starts. SKUs no
+        longer present are skipped."""
+        names: dict[str, int] = {}
+        ids: list[str] = []
+        versions: list[int] = []
+        counts: list[int] = []
+        where: list[int] = []
+        on_hands: list[int] = []
+        reserveds: list[int] = []
+        skus, end, total = self.skus, start, len(sku_ids)
+        while end < total and len(where) < max_levels:
+            sku_id = sku_ids[end]
+            end += 1
+            sku = skus.get(sku_id)
+            if sku is None:
+                continue
+            ids.append(sku_id)
+            versions.append(sku.version)
+            counts.append(len(sku.levels))
+            for name, level in sku.levels.items():
+                where.append(names.setdefault(name, len(names)))
+                on_hands.append(level.on_hand)
+                reserveds.append(level.reserved)
+        return [list(names), ids, versions, counts, where, on_hands, reserveds], end
+
+    def load_sku_columns(self, columns: SnapshotColumns) -> None:
+        names, sku_ids, versions, counts, where, on_hands, reserveds = columns
+        shared = [self.shared_name(name) for name in names]
+        located = [shared[index] for index in where]
+        # map() builds the levels without a Python-level loop around each constructor call.
+        levels = list(map(Level, on_hands, reserveds))
+        skus = self.skus
+        if len(levels) == len(sku_ids):  # one location per SKU: no slicing needed
+            for sku_id, version, name, level in zip(
+                sku_ids, versions, located, levels, strict=True
+            ):
+                skus[sku_id] = Sku(version, {name: level})
+        else:
+            position = 0
+            for sku_id, version, count in zip(sku_ids, versions, counts, strict=True):
+                end = position + count
+                skus[sku_id] = Sku(
+                    version, dict(zip(located[position:end], levels[position:end], strict=True))
+                )
+                position = end
+        self.level_count += len(levels)
+
+    def export_hold_columns(self, hold_ids: Iterable[str]) -> SnapshotColumns:
+        names: dict[str, int] = {}
+        columns: SnapshotColumns = [[] for _ in range(11)]
+        _, ids, statuses, expires, references, created, finished = columns[:7]
+        counts, line_skus, where, quantities = columns[7:]
+        for hold_id in hold_ids:
+            hold = self.holds.get(hold_id)
+            if hold is None:
+                continue
+            ids.append(hold_id)
+            statuses.append(hold.status.value)
+            expires.append(hold.expires_at_ms)
+            references.append(hold.reference)
+            created.append(hold.created_at_ms)
+            finished.append(hold.finished_at_ms)
+            counts.append(len(hold.lines))
+            for sku_id, location, quantity in hold.lines:
+                line_skus.append(sku_id)
+                where.append(names.setdefault(location, len(names)))
+                quantities.append(quantity)
+        columns[0] = list(names)
+        return columns
+
+    def load_hold_columns(self, columns: SnapshotColumns) -> None:
+        names, ids, statuses, expires, references, created, finished = columns[:7]
+        counts, line_skus, where, quantities = columns[7:]
+        shared = [self.shared_name(name) for name in names]
+        lines = list(map(HoldLine, line_skus, [shared[index] for index in where], quantities))
+        holds, position = self.holds, 0
+        for hold_id, status, expires_at, reference, created_at, finished_at, count in zip(
+            ids, statuses, expires, references, created, finished, counts, strict=True
+        ):
+            end = position + count
+            hold = Hold(hold_id, tuple(lines[position:end]), expires_at, reference, created_at)
+            hold.status = _STATUSES[status]
+            hold.finished_at_ms = finished_at
+            holds[hold_id] = hold
+            position = end
 
     def rebuild_indexes(self) -> None:
         """Rebuild what is derived from holds: counts, the expiry heap and the finish order."""
