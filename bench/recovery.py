@@ -38,10 +38,15 @@ from bench.common import (
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import Command, Ledger
 from inventory_actors.protocol import Submission
-from inventory_actors.recovery import chunk_loaders, recover_ledger
+from inventory_actors.recovery import (
+    REPLAY_DECODERS,
+    REPLAY_PAGE_RECORDS,
+    chunk_loaders,
+    recover_ledger,
+)
 from inventory_actors.shard_core import ShardCore
 from persistence import SqliteShardStore
-from persistence.codec import decode_events, decode_rows
+from persistence.codec import decode_rows
 
 GOAL_SECONDS = 2.0
 # No automatic snapshot while building: the benchmark takes exactly one, when it chooses.
@@ -182,7 +187,13 @@ def child_phases(path: Path) -> None:
     del chunks, decoded
     records = list(store.iter_log(snapshot.start_lsn))
     lap("read log tail (sqlite)")
-    events = [(decode_events(r.events), r.at_ms) for r in records]
+    # As replay_page does it: one JSON parse per page, then recovery's own event builders.
+    events = []
+    for start in range(0, len(records), REPLAY_PAGE_RECORDS):
+        page = records[start : start + REPLAY_PAGE_RECORDS]
+        rows = decode_rows("[" + ",".join([r.events for r in page]) + "]")
+        for record, raw in zip(page, rows, strict=True):
+            events.append(([REPLAY_DECODERS[row[0]](row) for row in raw], record.at_ms))
     lap("decode log tail (json)")
     for batch, at_ms in events:
         for event in batch:
