@@ -76,6 +76,11 @@ def _no_cyclic_gc() -> Iterator[None]:
     try:
         yield
     finally:
+        # Freezing then unfreezing moves every tracked object to the oldest generation in O(1)
+        # and resets the allocation count; otherwise the first allocation after enabling starts
+        # a young collection that traverses everything recovery allocated.
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()
 
@@ -129,9 +134,14 @@ def freeze_recovered_state() -> None:
     """Move every object alive now (the recovered ledger above all) out of the collector's
     view, so later full collections do not traverse millions of long-lived objects.
 
-    Call it once the previous ledger is dropped: a ledger frozen by an earlier recovery is
-    unfrozen and collected first, since it may be held only by a reference cycle."""
-    if gc.get_freeze_count():
-        gc.unfreeze()
+    Call it once the previous ledger is dropped. Recovery unfroze what an earlier call froze;
+    a ledger it replaced may be held only by a reference cycle, so after the first call a full
+    collection comes first, or that ledger would be frozen for good."""
+    global _froze_before  # noqa: PLW0603 - one heap per process, one flag for it
+    if _froze_before:
         gc.collect()
     gc.freeze()
+    _froze_before = True
+
+
+_froze_before = False

@@ -8,6 +8,7 @@ import heapq
 import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from inventory_actors.domain.errors import InvariantViolation
@@ -44,6 +45,7 @@ SnapshotColumns = list[list[Any]]
 
 _STATUSES = {status.value: status for status in HoldStatus}
 _version_of = operator.attrgetter("version")
+_levels_of = operator.attrgetter("levels")
 _on_hand_of = operator.attrgetter("on_hand")
 _reserved_of = operator.attrgetter("reserved")
 
@@ -393,7 +395,7 @@ class LedgerState:
                 if h.status is not HoldStatus.ACTIVE
             )
         )
-        self.level_count = sum(len(s.levels) for s in self.skus.values())
+        self.level_count = sum(map(len, map(_levels_of, self.skus.values())))
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -423,7 +425,7 @@ class LedgerState:
         skus = self.skus
         if skus and min(map(_version_of, skus.values())) < 1:
             return False
-        levels = [level for sku in skus.values() for level in sku.levels.values()]
+        levels = list(chain.from_iterable(map(dict.values, map(_levels_of, skus.values()))))
         on_hands = list(map(_on_hand_of, levels))
         reserveds = list(map(_reserved_of, levels))
         if levels and (min(reserveds) < 0 or max(on_hands) > ON_HAND_MAX):
