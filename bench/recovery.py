@@ -185,15 +185,17 @@ def child_phases(path: Path) -> None:
         loaders[kind](rows)
     lap("load snapshot rows")
     del chunks, decoded
-    records = list(store.iter_log(snapshot.start_lsn))
+    pages, after_lsn = [], snapshot.start_lsn
+    while page := store.read_log_events(after_lsn, REPLAY_PAGE_RECORDS):
+        pages.append(page)
+        after_lsn = page[-1][0]
     lap("read log tail (sqlite)")
     # As replay_page does it: one JSON parse per page, then recovery's own event builders.
     events = []
-    for start in range(0, len(records), REPLAY_PAGE_RECORDS):
-        page = records[start : start + REPLAY_PAGE_RECORDS]
-        rows = decode_rows("[" + ",".join([r.events for r in page]) + "]")
-        for record, raw in zip(page, rows, strict=True):
-            events.append(([REPLAY_DECODERS[row[0]](row) for row in raw], record.at_ms))
+    for page in pages:
+        rows = decode_rows("[" + ",".join([text for _, _, text in page]) + "]")
+        for (_, at_ms, _), raw in zip(page, rows, strict=True):
+            events.append(([REPLAY_DECODERS[row[0]](row) for row in raw], at_ms))
     lap("decode log tail (json)")
     for batch, at_ms in events:
         for event in batch:

@@ -20,7 +20,7 @@ from inventory_actors.domain import (
     StockTransferred,
 )
 from inventory_actors.snapshots import HOLD_COLUMNS, SKU_COLUMNS
-from persistence import LogRecord, ShardStore
+from persistence import ShardStore
 from persistence.codec import EVENT_TAGS, decode_rows
 
 # Log records are read and decoded this many at a time.
@@ -106,10 +106,10 @@ def _recover(store: ShardStore, check_invariants: bool) -> tuple[Ledger, int, in
             load(decode_rows(payload))
     last_lsn, replayed = after_lsn, 0
     while True:
-        page = store.read_log(last_lsn, REPLAY_PAGE_RECORDS)
+        page = store.read_log_events(last_lsn, REPLAY_PAGE_RECORDS)
         if page:
             replay_page(ledger, page)
-            last_lsn, replayed = page[-1].lsn, replayed + len(page)
+            last_lsn, replayed = page[-1][0], replayed + len(page)
         if len(page) < REPLAY_PAGE_RECORDS:
             break
     ledger.replaying = False
@@ -119,13 +119,12 @@ def _recover(store: ShardStore, check_invariants: bool) -> tuple[Ledger, int, in
     return ledger, max(last_lsn, store.last_lsn()), replayed
 
 
-def replay_page(ledger: Ledger, records: Sequence[LogRecord]) -> None:
-    """Apply the events of `records`, in order. One JSON parse for the whole page: a parse per
-    record costs more in call overhead than in parsing."""
+def replay_page(ledger: Ledger, records: Sequence[tuple[int, int, str]]) -> None:
+    """Apply the events of (lsn, at_ms, events) records, in order. One JSON parse for the whole
+    page: a parse per record costs more in call overhead than in parsing."""
     apply, decoders = ledger.apply, REPLAY_DECODERS
-    pages = decode_rows("[" + ",".join([record.events for record in records]) + "]")
-    for record, rows in zip(records, pages, strict=True):
-        at_ms = record.at_ms
+    pages = decode_rows("[" + ",".join([events for _, _, events in records]) + "]")
+    for (_, at_ms, _), rows in zip(records, pages, strict=True):
         for row in rows:
             apply(decoders[row[0]](row), at_ms)
 
