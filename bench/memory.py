@@ -1,7 +1,8 @@
 """Resident bytes per SKU-location of a shard's ledger, each layout in a fresh subprocess.
 
-Two ways to fill a ledger: `execute` runs one AdjustStock per SKU-location (as a live shard
-does, location names shared), `recovered` loads JSON snapshot rows (as recovery does). Then,
+Three ways to fill a ledger: `execute` runs one AdjustStock per SKU-location (as a live shard
+does), `recovered` loads columnar JSON snapshot chunks (as recovery of a snapshot written now
+does), `recovered-rows` loads the row chunks older snapshots hold. Then,
 unless --no-actor, the RSS of a real shard actor (Ray) that recovered each layout from a
 snapshot, less the RSS of one that recovered nothing.
 
@@ -31,38 +32,55 @@ from bench.common import (
     start_ray,
 )
 from inventory_actors.domain import Ledger
+from inventory_actors.recovery import chunk_loaders
+from inventory_actors.snapshots import SKU_COLUMNS
 from persistence.codec import decode_rows, encode_rows
 
 GOAL_BYTES = 500
-CHUNK_SKUS = 5_000
+CHUNK_SKUS = 5_000  # row chunks: SKUs per chunk
+CHUNK_LEVELS = 5_000  # columnar chunks: SKU-locations per chunk
 START_MS = 1_800_000_000_000
 
 
-def snapshot_payloads(skus: int, locations: int) -> list[str]:
-    """Snapshot chunks of `skus` SKUs with `locations` stocked locations each."""
+def snapshot_payloads(skus: int, locations: int, rows: bool = False) -> list[tuple[str, str]]:
+    """Snapshot (kind, payload) chunks of `skus` SKUs with `locations` stocked locations each,
+    columnar as the Snapshotter writes them, or in the older row format."""
     names = [location_name(j) for j in range(locations)]
+    chunk_skus = CHUNK_SKUS if rows else max(CHUNK_LEVELS // max(locations, 1), 1)
     payloads = []
-    for start in range(0, skus, CHUNK_SKUS):
-        rows = [
-            [sku_name(i), locations, [[name, 1_000_000 + i, 0] for name in names]]
-            for i in range(start, min(start + CHUNK_SKUS, skus))
+    for start in range(0, skus, chunk_skus):
+        ids = range(start, min(start + chunk_skus, skus))
+        if rows:
+            chunk = [[sku_name(i), locations, [[n, 1_000_000 + i, 0] for n in names]] for i in ids]
+            payloads.append(("skus", encode_rows(chunk)))
+            continue
+        columns = [
+            names,
+            [sku_name(i) for i in ids],
+            [locations] * len(ids),
+            [locations] * len(ids),
+            list(range(locations)) * len(ids),
+            [1_000_000 + i for i in ids for _ in names],
+            [0] * (len(ids) * locations),
         ]
-        payloads.append(encode_rows(rows))
+        payloads.append((SKU_COLUMNS, encode_rows(columns)))
     return payloads
 
 
 def child(layout: str, how: str) -> None:
     """Build one ledger in this (fresh) process and print what it cost, as JSON."""
     skus, locations = (int(part) for part in layout.split("x"))
-    payloads = snapshot_payloads(skus, locations) if how == "recovered" else []
+    recovered = how.startswith("recovered")
+    payloads = snapshot_payloads(skus, locations, how == "recovered-rows") if recovered else []
     process = psutil.Process()
     gc.collect()
     before = process.memory_info().rss
     started = time.perf_counter()
     ledger = Ledger()
-    if how == "recovered":
-        for payload in payloads:
-            ledger.load_skus(decode_rows(payload))
+    if recovered:
+        loaders = chunk_loaders(ledger)
+        for kind, payload in payloads:
+            loaders[kind](decode_rows(payload))
         ledger.rebuild_indexes()
     else:
         names = [location_name(j) for j in range(locations)]
@@ -98,8 +116,8 @@ def write_snapshot(data_dir: Path, skus: int, locations: int) -> None:
 
     store = SqliteShardStore(shard_path(data_dir, 0))
     snapshot_id = store.begin_snapshot(0, START_MS)
-    for payload in snapshot_payloads(skus, locations):
-        store.add_snapshot_chunk(snapshot_id, "skus", payload)
+    for kind, payload in snapshot_payloads(skus, locations):
+        store.add_snapshot_chunk(snapshot_id, kind, payload)
     store.finish_snapshot(snapshot_id, 2)
     store.close()
 
@@ -156,7 +174,7 @@ def main() -> None:
     parser.add_argument(
         "--layouts", nargs="+", default=["100000x10", "1000000x1"], help="SKUs x locations per SKU"
     )
-    parser.add_argument("--how", nargs="+", default=["execute", "recovered"])
+    parser.add_argument("--how", nargs="+", default=["execute", "recovered", "recovered-rows"])
     parser.add_argument("--no-actor", action="store_true", help="skip the shard actor's RSS")
     parser.add_argument("--child", nargs=2, metavar=("LAYOUT", "HOW"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="CI smoke size, under ~20 s")

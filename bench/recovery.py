@@ -4,7 +4,8 @@ The state is built without Ray, through an in-process ShardCore on a SqliteShard
 group commit); its own Snapshotter writes the snapshot; then a tail of reservations and
 adjustments is logged in batches of 1,000. `recover_ledger` is timed on a freshly opened store,
 each run in a fresh process (as a restarted shard actor is), with and without the invariant
-check, with a warm and a cold page cache, and with the cyclic GC off (to show its share).
+check, with a warm and a cold page cache, and with the cyclic GC off in the caller too
+(recover_ledger turns it off while it runs, so that row shows what is left of its share).
 
     python -m bench.recovery [--quick] [--layouts 100000x10 1000000x1] [--tail 100000]
 """
@@ -37,10 +38,15 @@ from bench.common import (
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import Command, Ledger
 from inventory_actors.protocol import Submission
-from inventory_actors.recovery import recover_ledger
+from inventory_actors.recovery import (
+    REPLAY_DECODERS,
+    REPLAY_PAGE_RECORDS,
+    chunk_loaders,
+    recover_ledger,
+)
 from inventory_actors.shard_core import ShardCore
 from persistence import SqliteShardStore
-from persistence.codec import decode_events, decode_rows
+from persistence.codec import decode_rows
 
 GOAL_SECONDS = 2.0
 # No automatic snapshot while building: the benchmark takes exactly one, when it chooses.
@@ -153,7 +159,9 @@ def child_recover(path: Path, check: bool, cold: bool, collect: bool, verify: bo
 
 
 def child_phases(path: Path) -> None:
-    """In a fresh process: the steps of recover_ledger, timed one by one; print JSON."""
+    """In a fresh process: the steps of recover_ledger, timed one by one, with the cyclic GC
+    off as recover_ledger has it; print JSON."""
+    gc.disable()
     times: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -172,13 +180,22 @@ def child_phases(path: Path) -> None:
     lap("read snapshot chunks (sqlite)")
     decoded = [(kind, decode_rows(payload)) for kind, payload in chunks]
     lap("decode snapshot (json)")
+    loaders = chunk_loaders(ledger)
     for kind, rows in decoded:
-        (ledger.load_skus if kind == "skus" else ledger.load_holds)(rows)
+        loaders[kind](rows)
     lap("load snapshot rows")
     del chunks, decoded
-    records = list(store.iter_log(snapshot.start_lsn))
+    pages, after_lsn = [], snapshot.start_lsn
+    while page := store.read_log_events(after_lsn, REPLAY_PAGE_RECORDS):
+        pages.append(page)
+        after_lsn = page[-1][0]
     lap("read log tail (sqlite)")
-    events = [(decode_events(r.events), r.at_ms) for r in records]
+    # As replay_page does it: one JSON parse per page, then recovery's own event builders.
+    events = []
+    for page in pages:
+        rows = decode_rows("[" + ",".join([text for _, _, text in page]) + "]")
+        for (_, at_ms, _), raw in zip(page, rows, strict=True):
+            events.append(([REPLAY_DECODERS[row[0]](row) for row in raw], at_ms))
     lap("decode log tail (json)")
     for batch, at_ms in events:
         for event in batch:
@@ -256,7 +273,7 @@ def main() -> None:
         rows[-1] += [r["snapshot_seconds"], *sizes, *r["recovery"].values()]
     print_table(headers, rows)
     for r in results:
-        print(f"\nSteps of recovery, {r['layout']} (all chunks decoded before loading, GC on;")
+        print(f"\nSteps of recovery, {r['layout']} (all chunks decoded before loading, GC off;")
         print(f"building the state through ShardCore took {r['build_seconds']:.1f} s):")
         print_table(["step", "seconds"], list(r["phases"].items()))
     # As a shard runs it: invariant check on (the default), cyclic GC on.

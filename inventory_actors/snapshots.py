@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Chunk kinds. The columnar kinds are what snapshots are written in; recovery still reads the
+# row kinds ("skus", "holds") of snapshots written before them.
+SKU_COLUMNS = "sku-columns"
+HOLD_COLUMNS = "hold-columns"
+RESERVATIONS = "reservations"  # rows: a home shard's reservations across shards
+
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
@@ -69,15 +75,27 @@ class Snapshotter:
         try:
             snapshot_id = store.begin_snapshot(start_lsn, now_ms)
             size = core.config.snapshot_chunk_rows
-            for kind, ids, export in (
-                ("skus", list(ledger.skus), ledger.export_skus),
-                ("holds", list(ledger.holds), ledger.export_holds),
-            ):
-                for chunk in _chunks(ids, size):
-                    if core.store is not store:  # the shard recovered meanwhile
-                        return False
-                    store.add_snapshot_chunk(snapshot_id, kind, encode_rows(export(chunk)))
-                    await asyncio.sleep(0)
+            # SKUs are chunked by their levels, so a chunk costs about the same however many
+            # locations each SKU has.
+            sku_ids, start = list(ledger.skus), 0
+            while start < len(sku_ids):
+                if core.store is not store:  # the shard recovered meanwhile
+                    return False
+                columns, start = ledger.export_sku_columns(sku_ids, start, size)
+                store.add_snapshot_chunk(snapshot_id, SKU_COLUMNS, encode_rows(columns))
+                await asyncio.sleep(0)
+            for chunk in _chunks(list(ledger.holds), size):
+                if core.store is not store:
+                    return False
+                columns = ledger.export_hold_columns(chunk)
+                store.add_snapshot_chunk(snapshot_id, HOLD_COLUMNS, encode_rows(columns))
+                await asyncio.sleep(0)
+            for chunk in _chunks(list(ledger.reservations), size):
+                if core.store is not store:
+                    return False
+                rows = ledger.export_reservations(chunk)
+                store.add_snapshot_chunk(snapshot_id, RESERVATIONS, encode_rows(rows))
+                await asyncio.sleep(0)
             store.finish_snapshot(snapshot_id, core.config.snapshots_kept)
         except Exception:
             log.exception("shard %d: snapshot failed", core.shard_id)

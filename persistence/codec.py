@@ -254,6 +254,11 @@ def encode_events(events: Sequence[Event]) -> str:
     return _dumps([(EVENT_TAGS[type(event)], *event) for event in events])
 
 
+def event_from_row(row: Sequence[Any]) -> Event:
+    """One decoded event row: [tag, fields...]."""
+    return _EVENT_DECODERS[row[0]](list(row[1:]))
+
+
 def decode_events(text: str) -> list[Event]:
     return [_EVENT_DECODERS[tag](fields) for tag, *fields in _loads(text)]
 

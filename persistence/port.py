@@ -56,6 +56,11 @@ class ShardStore(ABC):
     def close(self) -> None:
         """Release the storage. Safe to call twice."""
 
+    def read_log_events(self, after_lsn: int, limit: int) -> list[tuple[int, int, str]]:
+        """(lsn, at_ms, events) of the records `read_log` returns: what replay needs. Backends
+        may read it more cheaply, without the commands."""
+        return [(r.lsn, r.at_ms, r.events) for r in self.read_log(after_lsn, limit)]
+
     def iter_log(self, after_lsn: int, page_size: int = 10_000) -> Iterator[LogRecord]:
         """Every record after `after_lsn`, oldest first, read page by page."""
         while True:

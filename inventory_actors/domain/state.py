@@ -5,8 +5,11 @@ state the live shard held. Invariants are checked here, where values change.
 """
 
 import heapq
+import operator
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
+from typing import Any
 
 from inventory_actors.domain.errors import InvariantViolation
 from inventory_actors.domain.events import (
@@ -36,6 +39,21 @@ from inventory_actors.domain.views import HoldView, LocationView, SkuView
 #              [[sku, location, quantity], ...]]
 SnapshotRow = list[object]
 
+# Columnar snapshot chunks: one list per field, so decoding builds a handful of lists per chunk
+# instead of one or two per row, and each location name appears once per chunk:
+#   sku columns:  [names, sku_ids, versions, level_counts, name_indexes, on_hands, reserveds]
+#   hold columns: [names, hold_ids, statuses, expires_at_ms, references, created_at_ms,
+#                  finished_at_ms, line_counts, line_skus, line_name_indexes, line_quantities]
+# A SKU's levels (a hold's lines) are the next level_counts[i] (line_counts[i]) entries of the
+# per-level (per-line) columns.
+SnapshotColumns = list[list[Any]]
+
+_STATUSES = {status.value: status for status in HoldStatus}
+_version_of = operator.attrgetter("version")
+_levels_of = operator.attrgetter("levels")
+_on_hand_of = operator.attrgetter("on_hand")
+_reserved_of = operator.attrgetter("reserved")
+
 
 class Level:
     """One SKU-location. Slots keep a million of them small."""
@@ -50,9 +68,9 @@ class Level:
 class Sku:
     __slots__ = ("levels", "version")
 
-    def __init__(self, version: int) -> None:
+    def __init__(self, version: int, levels: dict[str, Level] | None = None) -> None:
         self.version = version
-        self.levels: dict[str, Level] = {}
+        self.levels: dict[str, Level] = {} if levels is None else levels
 
 
 class Hold:
@@ -144,8 +162,12 @@ class LedgerState:
         self.finished: deque[tuple[int, str]] = deque()
         self.level_count = 0
         self.active_hold_count = 0
+        # One string object per distinct location name, however many SKUs stock it.
+        self.location_names: dict[str, str] = {}
         # During recovery a fuzzy snapshot may already lack a hold that a replayed record
         # finishes or extends (it was pruned later in the log); that is expected, not a bug.
+        # The expiry heap and finish order are not kept up while replaying: whoever replays
+        # calls rebuild_indexes at the end.
         self.replaying = False
         self._appliers = {
             StockAdjusted: self._apply_adjusted,
@@ -189,7 +211,7 @@ class LedgerState:
         if event.coordinated:
             # Never expired by this shard's timer: its home shard decides.
             hold.coordinated = True
-        else:
+        elif not self.replaying:  # rebuild_indexes builds the heap once replay ends
             heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
 
     def _apply_finished(self, event: HoldFinished, at_ms: int) -> None:
@@ -204,7 +226,8 @@ class LedgerState:
             self.active_hold_count -= 1
         hold.status = HoldStatus(event.status)
         hold.finished_at_ms = at_ms
-        self.finished.append((at_ms, hold.hold_id))
+        if not self.replaying:
+            self.finished.append((at_ms, hold.hold_id))
 
     def _apply_extended(self, event: HoldExtended, at_ms: int) -> None:
         hold = self.holds.get(event.hold_id)
@@ -213,7 +236,8 @@ class LedgerState:
                 return
             raise InvariantViolation(f"hold {event.hold_id} extended but never placed")
         hold.expires_at_ms = event.expires_at_ms
-        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
+        if not self.replaying:
+            heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.hold_id))
 
     def _apply_pruned(self, event: HoldsPruned, at_ms: int) -> None:
         for hold_id in event.hold_ids:
@@ -226,7 +250,8 @@ class LedgerState:
     def _apply_opened(self, event: ReservationOpened, at_ms: int) -> None:
         reservation = Reservation(event, at_ms)
         self.reservations[event.reservation_id] = reservation
-        heapq.heappush(self.expiry_heap, (reservation.expires_at_ms, event.reservation_id))
+        if not self.replaying:  # rebuild_indexes builds the heap once replay ends
+            heapq.heappush(self.expiry_heap, (reservation.expires_at_ms, event.reservation_id))
 
     def _reservation(self, reservation_id: str) -> Reservation | None:
         reservation = self.reservations.get(reservation_id)
@@ -241,7 +266,8 @@ class LedgerState:
         reservation.status = HoldStatus.ACTIVE
         reservation.expires_at_ms = event.expires_at_ms
         reservation.lines = event.lines
-        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.reservation_id))
+        if not self.replaying:
+            heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.reservation_id))
 
     def _apply_reservation_finished(self, event: ReservationFinished, at_ms: int) -> None:
         reservation = self._reservation(event.reservation_id)
@@ -252,14 +278,16 @@ class LedgerState:
         reservation.unsettled = reservation.remote_shards
         if reservation.unsettled:
             self.unsettled[reservation.reservation_id] = reservation
-        self.finished.append((at_ms, reservation.reservation_id))
+        if not self.replaying:
+            self.finished.append((at_ms, reservation.reservation_id))
 
     def _apply_reservation_extended(self, event: ReservationExtended, at_ms: int) -> None:
         reservation = self._reservation(event.reservation_id)
         if reservation is None:
             return
         reservation.expires_at_ms = event.expires_at_ms
-        heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.reservation_id))
+        if not self.replaying:
+            heapq.heappush(self.expiry_heap, (event.expires_at_ms, event.reservation_id))
 
     def _apply_settled(self, event: ReservationSettled, at_ms: int) -> None:
         reservation = self.reservations.get(event.reservation_id)
@@ -277,7 +305,7 @@ class LedgerState:
             sku = self.skus[image.sku] = Sku(image.version)
         level = sku.levels.get(image.location)
         if level is None:
-            sku.levels[image.location] = Level(image.on_hand, image.reserved)
+            sku.levels[self.shared_name(image.location)] = Level(image.on_hand, image.reserved)
             self.level_count += 1
         else:
             level.on_hand = image.on_hand
@@ -386,10 +414,12 @@ class LedgerState:
         return rows
 
     def load_skus(self, rows: Iterable[SnapshotRow]) -> None:
+        """Load row-format chunks (the format before columns; still read)."""
+        shared = self.shared_name
         for sku_id, version, levels in rows:
             sku = self.skus[sku_id] = Sku(version)  # type: ignore[index,arg-type]
             for name, on_hand, reserved in levels:  # type: ignore[attr-defined]
-                sku.levels[name] = Level(on_hand, reserved)
+                sku.levels[shared(name)] = Level(on_hand, reserved)
             self.level_count += len(sku.levels)
 
     def load_holds(self, rows: Iterable[SnapshotRow]) -> None:
@@ -399,6 +429,145 @@ class LedgerState:
             hold.status = HoldStatus(str(status))
             hold.finished_at_ms = finished_at  # type: ignore[assignment]
             self.holds[hold_id] = hold  # type: ignore[index]
+
+    def shared_name(self, name: str) -> str:
+        """The one string object kept for this location name."""
+        return self.location_names.setdefault(name, name)
+
+    def export_sku_columns(
+        self, sku_ids: Sequence[str], start: int, max_levels: int
+    ) -> tuple[SnapshotColumns, int]:
+        """SKUs from `sku_ids[start:]` until `max_levels` levels (at least one SKU, so chunks
+        stay even whatever the locations per SKU), and where the next chunk starts. SKUs no
+        longer present are skipped."""
+        names: dict[str, int] = {}
+        ids: list[str] = []
+        versions: list[int] = []
+        counts: list[int] = []
+        where: list[int] = []
+        on_hands: list[int] = []
+        reserveds: list[int] = []
+        skus, end, total = self.skus, start, len(sku_ids)
+        while end < total and len(where) < max_levels:
+            sku_id = sku_ids[end]
+            end += 1
+            sku = skus.get(sku_id)
+            if sku is None:
+                continue
+            ids.append(sku_id)
+            versions.append(sku.version)
+            counts.append(len(sku.levels))
+            for name, level in sku.levels.items():
+                where.append(names.setdefault(name, len(names)))
+                on_hands.append(level.on_hand)
+                reserveds.append(level.reserved)
+        return [list(names), ids, versions, counts, where, on_hands, reserveds], end
+
+    def load_sku_columns(self, columns: SnapshotColumns) -> None:
+        names, sku_ids, versions, counts, where, on_hands, reserveds = columns
+        shared = [self.shared_name(name) for name in names]
+        located = [shared[index] for index in where]
+        # map() builds the levels without a Python-level loop around each constructor call.
+        levels = list(map(Level, on_hands, reserveds))
+        skus = self.skus
+        if len(levels) == len(sku_ids):  # one location per SKU: no slicing needed
+            for sku_id, version, name, level in zip(
+                sku_ids, versions, located, levels, strict=True
+            ):
+                skus[sku_id] = Sku(version, {name: level})
+        else:
+            position = 0
+            for sku_id, version, count in zip(sku_ids, versions, counts, strict=True):
+                end = position + count
+                skus[sku_id] = Sku(
+                    version, dict(zip(located[position:end], levels[position:end], strict=True))
+                )
+                position = end
+        self.level_count += len(levels)
+
+    def export_hold_columns(self, hold_ids: Iterable[str]) -> SnapshotColumns:
+        names: dict[str, int] = {}
+        columns: SnapshotColumns = [[] for _ in range(12)]
+        _, ids, statuses, expires, references, created, finished = columns[:7]
+        counts, line_skus, where, quantities, coordinated = columns[7:]
+        for hold_id in hold_ids:
+            hold = self.holds.get(hold_id)
+            if hold is None:
+                continue
+            if hold.coordinated:
+                coordinated.append(len(ids))
+            ids.append(hold_id)
+            statuses.append(hold.status.value)
+            expires.append(hold.expires_at_ms)
+            references.append(hold.reference)
+            created.append(hold.created_at_ms)
+            finished.append(hold.finished_at_ms)
+            counts.append(len(hold.lines))
+            for sku_id, location, quantity in hold.lines:
+                line_skus.append(sku_id)
+                where.append(names.setdefault(location, len(names)))
+                quantities.append(quantity)
+        columns[0] = list(names)
+        return columns
+
+    def load_hold_columns(self, columns: SnapshotColumns) -> None:
+        names, ids, statuses, expires, references, created, finished = columns[:7]
+        counts, line_skus, where, quantities = columns[7:11]
+        # Chunks written before reservations across shards have no twelfth column.
+        coordinated = columns[11] if len(columns) > 11 else ()
+        shared = [self.shared_name(name) for name in names]
+        lines = list(map(HoldLine, line_skus, [shared[index] for index in where], quantities))
+        holds, position = self.holds, 0
+        for hold_id, status, expires_at, reference, created_at, finished_at, count in zip(
+            ids, statuses, expires, references, created, finished, counts, strict=True
+        ):
+            end = position + count
+            hold = Hold(hold_id, tuple(lines[position:end]), expires_at, reference, created_at)
+            hold.status = _STATUSES[status]
+            hold.finished_at_ms = finished_at
+            holds[hold_id] = hold
+            position = end
+        for index in coordinated:
+            holds[ids[index]].coordinated = True
+
+    def export_reservations(self, reservation_ids: Iterable[str]) -> list[SnapshotRow]:
+        """Reservation rows (a home shard has few: they end and are pruned like holds)."""
+        rows: list[SnapshotRow] = []
+        for reservation_id in reservation_ids:
+            r = self.reservations.get(reservation_id)
+            if r is not None:
+                rows.append(
+                    [
+                        r.reservation_id,
+                        list(r.shards),
+                        list(r.remote_shards),
+                        r.ttl_ms,
+                        r.lease_until_ms,
+                        r.reference,
+                        r.created_at_ms,
+                        r.status.value,
+                        r.expires_at_ms,
+                        [list(line) for line in r.lines],
+                        r.finished_at_ms,
+                        list(r.unsettled),
+                    ]
+                )
+        return rows
+
+    def load_reservations(self, rows: Iterable[list[Any]]) -> None:
+        for row in rows:
+            rid, shards, remote, ttl_ms, lease_until_ms, reference, created_at_ms = row[:7]
+            status, expires_at_ms, lines, finished_at_ms, unsettled = row[7:]
+            opened = ReservationOpened(
+                rid, tuple(shards), tuple(remote), ttl_ms, lease_until_ms, reference
+            )
+            reservation = Reservation(opened, created_at_ms)
+            reservation.status = _STATUSES[status]
+            reservation.expires_at_ms = expires_at_ms
+            reservation.lines = tuple(HoldLine(*line) for line in lines)
+            reservation.finished_at_ms = finished_at_ms
+            reservation.unsettled = tuple(unsettled)
+            self.reservations[rid] = reservation
 
     def rebuild_indexes(self) -> None:
         """Rebuild what is derived from holds: counts, the expiry heap and the finish order."""
@@ -421,28 +590,15 @@ class LedgerState:
         ]
         self.finished = deque(sorted(finished))
         self.unsettled = {r.reservation_id: r for r in reservations if r.unsettled}
-        self.level_count = sum(len(s.levels) for s in self.skus.values())
+        self.level_count = sum(map(len, map(_levels_of, self.skus.values())))
 
     # -- invariants ------------------------------------------------------------------------
 
     def check_invariants(self) -> None:
         """Check every rule over the whole state. O(levels + hold lines): for tests and recovery."""
-        held: dict[tuple[str, str], int] = {}
-        for hold in self.holds.values():
-            if hold.status is not HoldStatus.ACTIVE:
-                continue
-            for line in hold.lines:
-                key = (line.sku, line.location)
-                held[key] = held.get(key, 0) + line.quantity
-        for sku_id, sku, name, level in self.iter_levels():
-            if not 0 <= level.reserved <= level.on_hand <= ON_HAND_MAX:
-                raise InvariantViolation(f"{sku_id}@{name}: {level.on_hand}/{level.reserved}")
-            if held.pop((sku_id, name), 0) != level.reserved:
-                raise InvariantViolation(f"{sku_id}@{name}: reserved differs from active holds")
-            if sku.version < 1:
-                raise InvariantViolation(f"{sku_id}: version {sku.version}")
-        if held:
-            raise InvariantViolation(f"active holds on unknown levels: {sorted(held)[:5]}")
+        held = self._held_by_active_holds()
+        if not self._levels_agree(held):
+            self._raise_first_violation(held)
         counted = sum(1 for h in self.holds.values() if h.status is HoldStatus.ACTIVE)
         if counted != self.active_hold_count:
             raise InvariantViolation("active hold count drifted")
@@ -463,6 +619,52 @@ class LedgerState:
             raise InvariantViolation(f"{reservation.reservation_id}: unsettled before decided")
         if bool(reservation.unsettled) != (reservation.reservation_id in self.unsettled):
             raise InvariantViolation(f"{reservation.reservation_id}: unsettled index drifted")
+
+    def _held_by_active_holds(self) -> dict[tuple[str, str], int]:
+        held: dict[tuple[str, str], int] = {}
+        for hold in self.holds.values():
+            if hold.status is not HoldStatus.ACTIVE:
+                continue
+            for line in hold.lines:
+                key = (line.sku, line.location)
+                held[key] = held.get(key, 0) + line.quantity
+        return held
+
+    def _levels_agree(self, held: dict[tuple[str, str], int]) -> bool:
+        """Whether every rule holds, in column-wise passes that run in C: after recovery this
+        visits a million levels. The held levels are looked up one by one; every other level
+        must reserve nothing, which counting the reserving levels shows."""
+        skus = self.skus
+        if skus and min(map(_version_of, skus.values())) < 1:
+            return False
+        levels = list(chain.from_iterable(map(dict.values, map(_levels_of, skus.values()))))
+        on_hands = list(map(_on_hand_of, levels))
+        reserveds = list(map(_reserved_of, levels))
+        if levels and (min(reserveds) < 0 or max(on_hands) > ON_HAND_MAX):
+            return False
+        if not all(map(operator.le, reserveds, on_hands)):
+            return False
+        if sum(map(bool, reserveds)) != sum(map(bool, held.values())):
+            return False
+        for (sku_id, name), quantity in held.items():
+            sku = skus.get(sku_id)
+            level = None if sku is None else sku.levels.get(name)
+            if level is None or level.reserved != quantity:
+                return False
+        return True
+
+    def _raise_first_violation(self, held: dict[tuple[str, str], int]) -> None:
+        """Level by level, to name what is wrong."""
+        for sku_id, sku, name, level in self.iter_levels():
+            if not 0 <= level.reserved <= level.on_hand <= ON_HAND_MAX:
+                raise InvariantViolation(f"{sku_id}@{name}: {level.on_hand}/{level.reserved}")
+            if held.pop((sku_id, name), 0) != level.reserved:
+                raise InvariantViolation(f"{sku_id}@{name}: reserved differs from active holds")
+            if sku.version < 1:
+                raise InvariantViolation(f"{sku_id}: version {sku.version}")
+        if held:
+            raise InvariantViolation(f"active holds on unknown levels: {sorted(held)[:5]}")
+        raise InvariantViolation("levels disagree with active holds")
 
     def iter_levels(self) -> Iterator[tuple[str, Sku, str, Level]]:
         for sku_id, sku in self.skus.items():

@@ -265,3 +265,36 @@ def test_concurrent_carts_on_overlapping_skus_never_oversell(tmp_path: Path) -> 
         shards.check()
 
     run(scenario, tmp_path)
+
+
+def test_snapshots_carry_reservations_and_coordinated_parts(tmp_path: Path) -> None:
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 9)
+        active = await place_reservation(shards.call, PARTITION, cart(skus))
+        committed = await place_reservation(shards.call, PARTITION, cart(skus))
+        assert isinstance(active.value, HoldView) and isinstance(committed.value, HoldView)
+        rid = committed.value.hold_id
+        shards.down.add(2)  # so the commit stays unsettled for shard 2
+        home = PARTITION.shard_of_hold(rid)
+        assert (await shards.call(home, [Submission(CommitHold(rid))]))[0].ok
+        await poll(lambda: shards.level(skus[1]) == (8, 1), "shard 1 told")
+        before = [core.ledger.fingerprint() for core in shards.cores]
+        for core in shards.cores:
+            assert await core.snapshots.start(clock_ms())
+        for shard in range(SHARDS):
+            await shards.restart(shard)
+        for shard, core in enumerate(shards.cores):
+            assert core.snapshots.records_since == 0, "recovered from the log, not the snapshot"
+            assert core.ledger.fingerprint() == before[shard], f"shard {shard}"
+        assert shards.cores[home].ledger.unsettled[rid].unsettled == (2,)
+        assert shards.cores[2].read_hold(active.value.hold_id) is not None
+        shards.check()
+        # The recovered home still settles, and a recovered part still waits for its home.
+        shards.down.clear()
+        await poll(lambda: shards.level(skus[2]) == (8, 1), "shard 2 told after recovery")
+        part = shards.cores[2].ledger.holds[active.value.hold_id]
+        assert part.coordinated
+
+    run(scenario, tmp_path)

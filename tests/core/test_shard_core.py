@@ -2,6 +2,7 @@
 snapshots, on an in-memory store and a fake clock."""
 
 import asyncio
+import gc
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -755,3 +756,13 @@ def test_a_shard_on_a_sqlite_file_recovers_after_a_restart(tmp_path: Path) -> No
         await again.stop()
 
     run(body)
+
+
+def test_a_ledger_replaced_by_a_second_recovery_is_freed_although_recovery_froze_the_heap() -> None:
+    store = MemoryShardStore()
+    core = make_core(store, Clock(), start=False)
+    replaced = weakref.ref(core.ledger)
+    assert core._recover_now()
+    assert replaced() is None  # collected before the new ledger was frozen
+    assert gc.get_freeze_count() > 0
+    assert core._recover_now()

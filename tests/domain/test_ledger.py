@@ -1,5 +1,7 @@
 """The ledger, command by command: what each one changes, and that a refusal changes nothing."""
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +27,7 @@ from inventory_actors.domain import (
     HoldView,
     InsufficientStock,
     InvalidCommand,
+    InvariantViolation,
     Ledger,
     LevelImage,
     LineRequest,
@@ -897,3 +900,58 @@ def test_the_fast_path_plans_exactly_the_event_of_the_general_planner(
     except InsufficientStock as error:
         general = error.shortages
     assert fast == general
+
+
+def _corrupt_reserved_above_on_hand(ledger: Ledger) -> None:
+    ledger.skus["A"].levels["berlin"].reserved = 7
+
+
+def _corrupt_reserved_without_hold(ledger: Ledger) -> None:
+    ledger.skus["A"].levels["paris"].reserved = 1
+
+
+def _corrupt_reserved_unlike_hold(ledger: Ledger) -> None:
+    ledger.skus["A"].levels["berlin"].reserved = 2
+
+
+def _corrupt_hold_on_unknown_level(ledger: Ledger) -> None:
+    del ledger.skus["A"].levels["berlin"]
+
+
+def _corrupt_version(ledger: Ledger) -> None:
+    ledger.skus["A"].version = 0
+
+
+def _corrupt_active_count(ledger: Ledger) -> None:
+    ledger.active_hold_count += 1
+
+
+def _corrupt_negative(ledger: Ledger) -> None:
+    ledger.skus["A"].levels["paris"].on_hand = -1
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (_corrupt_reserved_above_on_hand, "A@berlin: 6/7"),
+        (_corrupt_reserved_without_hold, "A@paris: reserved differs"),
+        (_corrupt_reserved_unlike_hold, "A@berlin: reserved differs"),
+        (_corrupt_hold_on_unknown_level, "active holds on unknown levels"),
+        (_corrupt_version, "A: version 0"),
+        (_corrupt_active_count, "active hold count drifted"),
+        (_corrupt_negative, "A@paris: -1/0"),
+    ],
+)
+def test_check_invariants_names_what_is_wrong(
+    corrupt: Callable[[Ledger], None], message: str
+) -> None:
+    ledger = stocked({("A", "berlin"): 10, ("A", "paris"): 5, ("B", "berlin"): 3})
+    run(ledger, ReserveStock("h1", (LineRequest("A", 3, "berlin"),), TTL))
+    run(ledger, ReserveStock("h2", (LineRequest("A", 4, "berlin"),), TTL))
+    run(ledger, CommitHold("h2"))
+    run(ledger, ReserveStock("h3", (LineRequest("B", 1, "berlin"),), TTL))
+    run(ledger, ReleaseHold("h3"))
+    ledger.check_invariants()
+    corrupt(ledger)
+    with pytest.raises(InvariantViolation, match=message):
+        ledger.check_invariants()

@@ -86,6 +86,8 @@ class TestShardStoreContract:
         assert store.read_log(8, 4) == [record(9), record(10)]
         assert store.read_log(10, 4) == []
         assert store.read_log(3, 0) == []
+        assert store.read_log_events(4, 4) == [(lsn, 1000 + lsn, "[]") for lsn in range(5, 9)]
+        assert store.read_log_events(10, 4) == []
 
     @pytest.mark.parametrize("page_size", [1, 3, 5, 10, 11, 100])
     def test_iterating_the_log_yields_every_record_once_whatever_the_page(
