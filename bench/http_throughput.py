@@ -28,7 +28,9 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +340,94 @@ def failures_of(run: dict[str, Any], ok: str) -> dict[str, int]:
     return bad
 
 
+@dataclass
+class ServeStack:
+    """A private Ray instance running the shards and the HTTP app, and an admin key."""
+
+    url: str
+    key: str
+    data_dir: Path
+    namespace: str
+    shards: int
+    replicas: int
+    calls_in_flight: int
+
+    def settings(self, calls_in_flight: int) -> Any:
+        from serve_app.rate_limit import RateLimits  # noqa: PLC0415
+        from serve_app.service import Settings  # noqa: PLC0415
+
+        return Settings(
+            data_dir=str(self.data_dir),
+            shards=self.shards,
+            namespace=self.namespace,
+            calls_in_flight_per_shard=calls_in_flight,
+            rate_limits=RateLimits.disabled(),
+        )
+
+    def redeploy(self, calls_in_flight: int) -> None:
+        from serve_app.deployment import deploy  # noqa: PLC0415
+
+        deploy(self.settings(calls_in_flight), num_replicas=self.replicas)
+        self.calls_in_flight = calls_in_flight
+        wait_ready(self.url, self.key)
+
+
+@contextmanager
+def serve_stack(shards: int, replicas: int, default_proxy: bool) -> Iterator[ServeStack]:
+    """Start Ray, Serve (the fast ingress unless `default_proxy`) and the app with rate limits
+    disabled, so the figures are of the service, not the limiter; shut it all down after."""
+    # Serve reads these when it is imported and when its actors start: set them first.
+    for name, value in FAST_INGRESS.items():
+        if default_proxy:
+            os.environ.pop(name, None)
+        else:
+            os.environ.setdefault(name, value)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    # HAProxy's files default to a fixed path: keep this run's apart from anyone else's (in a
+    # short directory: HAProxy refuses socket paths over 97 characters).
+    haproxy = Path(tempfile.mkdtemp(prefix="hp"))
+    for name, file in (("CONFIG_FILE_LOC", "cfg"), ("SOCKET_PATH", "sock")):
+        os.environ[f"RAY_SERVE_HAPROXY_{name}"] = str(haproxy / file)
+    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy / "state")
+    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy)
+    os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(free_port())
+
+    import ray  # noqa: PLC0415
+    from ray import serve  # noqa: PLC0415
+
+    from bench.common import start_ray  # noqa: PLC0415
+    from serve_app.keys import KeyStore  # noqa: PLC0415
+    from serve_app.service import Settings  # noqa: PLC0415
+
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    first = KeyStore.open(data_dir).initialize()
+    assert first is not None
+    namespace = f"bench-http-{uuid.uuid4().hex[:8]}"
+    url = ""
+    for attempt in range(3):
+        # A free port can be taken by someone else before HAProxy binds it: try another.
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        start_ray(namespace)
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            break
+        except Exception as error:
+            ray.shutdown()
+            if attempt == 2:
+                raise
+            print(f"Serve did not start on port {port} ({str(error)[-200:]}); retrying")
+    try:
+        stack = ServeStack(url, first[1], data_dir, namespace, shards, replicas, 0)
+        stack.redeploy(Settings().calls_in_flight_per_shard)
+        yield stack
+    finally:
+        ray.shutdown()  # Serve, its apps and the shards go with this private instance
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(haproxy, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=10_000)
@@ -367,51 +457,11 @@ def main() -> None:
         args.no_uncoalesced = True  # redeploying costs another half minute
     wrk_binary()
 
-    # Serve reads these when it is imported and when its actors start: set them first.
-    for name, value in FAST_INGRESS.items():
-        if args.default_proxy:
-            os.environ.pop(name, None)
-        else:
-            os.environ.setdefault(name, value)
     tmp = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    # HAProxy's files default to a fixed path: keep this run's apart from anyone else's (in a
-    # short directory: HAProxy refuses socket paths over 97 characters).
-    haproxy = Path(tempfile.mkdtemp(prefix="hp"))
-    for name, file in (("CONFIG_FILE_LOC", "cfg"), ("SOCKET_PATH", "sock")):
-        os.environ[f"RAY_SERVE_HAPROXY_{name}"] = str(haproxy / file)
-    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy / "state")
-    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy)
-    os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(free_port())
-
-    import ray  # noqa: PLC0415
-    from ray import serve  # noqa: PLC0415
-
-    from bench.common import start_ray  # noqa: PLC0415
-    from serve_app.deployment import APP_NAME, deploy  # noqa: PLC0415
-    from serve_app.keys import KeyStore  # noqa: PLC0415
-    from serve_app.rate_limit import RateLimits  # noqa: PLC0415
-    from serve_app.service import Settings  # noqa: PLC0415
-
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    first = KeyStore.open(data_dir).initialize()
-    assert first is not None
-    key = first[1]
-    namespace = f"bench-http-{uuid.uuid4().hex[:8]}"
-    url = ""
     runs: dict[str, list[dict[str, Any]]] = {}
     coalescer: dict[str, dict[str, Any]] = {}
     profile_report: dict[str, object] | None = None
     started = time.perf_counter()
-
-    def settings(calls_in_flight: int) -> Settings:
-        return Settings(
-            data_dir=str(data_dir),
-            shards=args.shards,
-            namespace=namespace,
-            calls_in_flight_per_shard=calls_in_flight,
-            rate_limits=RateLimits.disabled(),
-        )
 
     def record(result: dict[str, Any]) -> None:
         runs.setdefault(result["scenario"], []).append(result)
@@ -426,28 +476,18 @@ def main() -> None:
             flush=True,
         )
 
-    for attempt in range(3):
-        # A free port can be taken by someone else before HAProxy binds it: try another.
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        start_ray(namespace)
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            break
-        except Exception as error:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-            print(f"Serve did not start on port {port} ({str(error)[-200:]}); retrying")
-    try:
-        default_calls = Settings().calls_in_flight_per_shard
-        deploy(settings(default_calls), num_replicas=args.replicas)
+    with serve_stack(args.shards, args.replicas, args.default_proxy) as stack:
+        from ray import serve  # noqa: PLC0415
+
+        from serve_app.deployment import APP_NAME  # noqa: PLC0415
+
+        url, key = stack.url, stack.key
+        default_calls = stack.calls_in_flight
         serve.run(
             noop_deployment().options(num_replicas=args.replicas).bind(),
             name="noop",
             route_prefix=NOOP_PREFIX,
         )
-        wait_ready(url, key)
         stock(url, key, args.skus)
         runner = Runner(url, key, args, tmp)
         runner.watched = {
@@ -464,18 +504,14 @@ def main() -> None:
             profile_report = profile_replica(runner, args.profile, args.profile_seconds)
         coalescer["coalesced"] = {"calls_in_flight_per_shard": default_calls}
         if not args.no_uncoalesced:
-            deploy(settings(args.uncoalesced_calls), num_replicas=args.replicas)
-            wait_ready(url, key)
+            stack.redeploy(args.uncoalesced_calls)
             runner.watched["replica"] = our_processes(f"ServeReplica:{APP_NAME}")
             runner.run("warm-up", "spread", 2.0)
             for _ in range(args.repeats):
                 record(runner.run("noop", "noop"))
                 record(runner.run("spread-uncoalesced", "spread"))
             coalescer["uncoalesced"] = {"calls_in_flight_per_shard": args.uncoalesced_calls}
-    finally:
-        ray.shutdown()  # Serve, its apps and the shards go with this private instance
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(haproxy, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     report(args, runs, coalescer, profile_report, time.perf_counter() - started)
 
 

@@ -298,3 +298,52 @@ def test_snapshots_carry_reservations_and_coordinated_parts(tmp_path: Path) -> N
         assert part.coordinated
 
     run(scenario, tmp_path)
+
+
+class CoordinatorDied(Exception):
+    """The coordinating process is gone: it sends nothing more and hears no answer."""
+
+
+@pytest.mark.parametrize("calls", [0, 1, 2, 3])
+@pytest.mark.parametrize("sent", [False, True], ids=["before-send", "after-send"])
+def test_a_coordinator_dying_at_any_step_leaves_every_shard_consistent(
+    tmp_path: Path, calls: int, sent: bool
+) -> None:
+    """The steps are open, prepare (two shards), activate: the coordinator dies before its call
+    number `calls` + 1 is sent, or right after it was sent but before the answer came back."""
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        made = 0
+
+        async def dying_send(shard: int, subs: Sequence[Submission]) -> list[Outcome]:
+            nonlocal made
+            made += 1
+            if made > calls + 1 or (made == calls + 1 and not sent):
+                raise CoordinatorDied
+            answer = await shards.call(shard, subs)
+            if made == calls + 1:
+                raise CoordinatorDied
+            return answer
+
+        command = cart(skus)
+        with pytest.raises(CoordinatorDied):
+            await place_reservation(dying_send, PARTITION, command, lease_ms=300)
+        rid, home = command.hold_id, PARTITION.shard_of_hold(command.hold_id)
+        activated = calls == 3 and sent  # the fourth call, activation, reached the home
+        if activated:
+            view = shards.cores[home].read_hold(rid)
+            assert view is not None and view.status is HoldStatus.ACTIVE
+            assert [shards.level(s) for s in skus] == [(5, 1)] * 3
+            return
+        await poll(lambda: [shards.level(s) for s in skus] == [(5, 0)] * 3, "all freed", 3)
+        view = shards.cores[home].read_hold(rid)
+        opened = calls > 0 or sent
+        assert (view is not None) == opened
+        if view is not None:
+            assert view.status is HoldStatus.RELEASED
+        await poll(lambda: not shards.cores[home].ledger.unsettled, "home settled")
+        shards.check()
+
+    run(scenario, tmp_path)
