@@ -26,6 +26,10 @@ class ShardConfig:
     # decision, and how many decisions go to one shard in one call.
     settle_retry_seconds: float = 1.0
     settle_per_call_max: int = 1_000
+    # Decisions made within this long of each other travel to a shard in one call: fewer actor
+    # calls and log batches under load, at the cost of participants applying them that much
+    # later (the decision itself is already durable and final at the home).
+    settle_gather_seconds: float = 0.02
     # After a failed recovery, try again this often.
     recovery_retry_seconds: float = 1.0
     # Checks every invariant over the whole state after recovery (O(state)).

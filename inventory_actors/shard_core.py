@@ -363,6 +363,7 @@ class ShardCore:
         some shard is unreachable (also right after recovery)."""
         while True:
             await _wait_at_most(self._settle_wakeup, self.config.settle_retry_seconds)
+            await asyncio.sleep(self.config.settle_gather_seconds)
             self._settle_wakeup.clear()
             if self.available and self.ledger.unsettled:
                 try:
