@@ -8,7 +8,7 @@ SHARDS ?= 4
 export RAY_SERVE_ENABLE_HA_PROXY ?= 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
-.PHONY: run stop test lint bench bench-http clean
+.PHONY: run stop test lint bench bench-http bench-carts clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-http: $(BIN)/.installed
 	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 	$(BIN)/python -m bench.http_throughput $(BENCH_ARGS)
+
+# Five-line carts across five shards over HTTP, reserved then committed (wrk as above).
+bench-carts: $(BIN)/.installed
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+	$(BIN)/python -m bench.http_carts $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

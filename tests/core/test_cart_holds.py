@@ -218,6 +218,7 @@ def test_a_decision_reaches_a_shard_that_was_down_and_survives_a_home_restart(
         released = (await shards.call(0, [Submission(ReleaseHold(rid))]))[0]
         assert released.ok
         await poll(lambda: shards.level(skus[1]) == (5, 0), "shard 1 told")
+        await poll(lambda: shards.cores[0].ledger.unsettled[rid].unsettled == (2,), "1 marked")
         assert shards.level(skus[2]) == (5, 1)  # down: still held, as decided-but-unsettled
         await shards.restart(0)  # the decision and what is unsettled survive the home's restart
         assert shards.cores[0].ledger.unsettled[rid].unsettled == (2,)
@@ -280,6 +281,7 @@ def test_snapshots_carry_reservations_and_coordinated_parts(tmp_path: Path) -> N
         home = PARTITION.shard_of_hold(rid)
         assert (await shards.call(home, [Submission(CommitHold(rid))]))[0].ok
         await poll(lambda: shards.level(skus[1]) == (8, 1), "shard 1 told")
+        await poll(lambda: shards.cores[home].ledger.unsettled[rid].unsettled == (2,), "marked")
         before = [core.ledger.fingerprint() for core in shards.cores]
         for core in shards.cores:
             assert await core.snapshots.start(clock_ms())
