@@ -10,7 +10,7 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,11 +22,9 @@ from inventory_actors.domain import (
     HoldView,
     InvalidCommand,
     Ledger,
-    MarkSettled,
     PruneHolds,
     PruneResult,
     Result,
-    SettleHold,
     SkuView,
 )
 from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX, PRUNE_PER_COMMAND_MAX
@@ -44,6 +42,7 @@ from inventory_actors.protocol import (
     is_valid_idempotency_key,
 )
 from inventory_actors.recovery import recover_ledger
+from inventory_actors.settlement import PeerCall, Settler
 from inventory_actors.snapshots import Snapshotter
 from persistence import IdempotencyRecord, LogRecord, ShardStore
 from persistence.codec import decode_result, encode_command, encode_events, encode_result
@@ -66,20 +65,6 @@ class _Call:
         self.remaining -= 1
         if self.remaining == 0 and not self.future.done():
             self.future.set_result(self.outcomes)  # type: ignore[arg-type]
-
-
-# Calls another shard of the same data directory (see `settle_once`).
-PeerCall = Callable[[int, Sequence[Submission]], Awaitable[list[Outcome]]]
-
-
-async def _wait_at_most(event: asyncio.Event, timeout_seconds: float) -> None:
-    """Wait for `event` or the timeout. Not `asyncio.wait_for`: on Python 3.11 it can swallow
-    a cancellation that arrives as the event fires, and the loop would never stop."""
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=timeout_seconds)
-    finally:
-        waiter.cancel()
 
 
 # tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
@@ -129,13 +114,9 @@ class ShardCore:
         peers: PeerCall | None = None,
     ) -> None:
         self.shard_id = shard_id
-        self._peers = peers
-        self._settle_wakeup = asyncio.Event()
-        # Remote shards that failed to take a decision, and when to try them again.
-        self._peer_retry_at_ms: dict[int, int] = {}
         self.config = config
         self._open_store = open_store
-        self._clock_ms = clock_ms
+        self.clock_ms = clock_ms
         self._queue: deque[_Entry] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -144,6 +125,7 @@ class ShardCore:
         self.ledger = Ledger()
         self.last_lsn = 0
         self.snapshots = Snapshotter(self)
+        self.settler = None if peers is None else Settler(self, peers)
         self._recover_now()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -151,8 +133,8 @@ class ShardCore:
     def start(self) -> None:
         """Start the writer and the timers on the running loop."""
         loops = [self._writer_loop, self._expiry_loop, self._housekeeping_loop]
-        if self._peers is not None:
-            loops.append(self._settle_loop)
+        if self.settler is not None:
+            loops.append(self.settler.loop)
         for loop_fn in loops:
             self._tasks.append(asyncio.get_running_loop().create_task(loop_fn()))
 
@@ -188,7 +170,7 @@ class ShardCore:
         # The recovered state lives as long as the shard: move it out of the collector's reach,
         # or every full collection walks millions of objects that never become garbage.
         gc.freeze()
-        self.snapshots.reset(records_since=replayed, now_ms=self._clock_ms())
+        self.snapshots.reset(records_since=replayed, now_ms=self.clock_ms())
         self.counters.recovery_seconds = time.perf_counter() - started
         log.info(
             "shard %d recovered to lsn %d in %.3f s (%d records replayed)",
@@ -254,9 +236,9 @@ class ShardCore:
                 batch = [self._queue.popleft() for _ in range(size)]
                 with _gc_paused():
                     self._commit_batch(batch)
-                if self.ledger.unsettled:
-                    self._settle_wakeup.set()
-                self.snapshots.maybe_start(self._clock_ms())
+                if self.ledger.unsettled and self.settler is not None:
+                    self.settler.wake()
+                self.snapshots.maybe_start(self.clock_ms())
                 # Let callers that arrived during the write join the queue, and readers run.
                 await asyncio.sleep(0)
 
@@ -264,7 +246,7 @@ class ShardCore:
         """Execute a batch in memory and write it in one transaction, then answer its callers.
         Any failure fails the whole batch and rebuilds memory from disk."""
         assert self.store is not None
-        now_ms = self._clock_ms()
+        now_ms = self.clock_ms()
         records: list[LogRecord] = []
         idempotency: list[IdempotencyRecord] = []
         try:
@@ -352,87 +334,10 @@ class ShardCore:
         while True:
             await asyncio.sleep(self.config.expiry_interval_seconds)
             due_ms = self.ledger.next_expiry_ms() if self.available else None
-            if due_ms is not None and due_ms <= self._clock_ms():
+            if due_ms is not None and due_ms <= self.clock_ms():
                 outcome = await self.run_command(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
                 if not outcome.ok:
                     log.warning("shard %d: expiry failed: %r", self.shard_id, outcome.value)
-
-    async def _settle_loop(self) -> None:
-        """Tell remote shards the decisions this shard made as a reservation's home, until
-        each has applied its own: after every batch with news, and again every second while
-        some shard is unreachable (also right after recovery)."""
-        while True:
-            await _wait_at_most(self._settle_wakeup, self.config.settle_retry_seconds)
-            await asyncio.sleep(self.config.settle_gather_seconds)
-            self._settle_wakeup.clear()
-            if self.available and self.ledger.unsettled:
-                try:
-                    await self.settle_once()
-                except Exception:
-                    log.exception("shard %d: settling failed", self.shard_id)
-
-    async def settle_once(self) -> int:
-        """One round: every unsettled decision to its remote shards, one call per shard, then
-        one MarkSettled per applied decision. Returns how many were applied."""
-        assert self._peers is not None
-        now_ms = self._clock_ms()
-        per_shard: dict[int, list[SettleHold]] = {}
-        for rid, reservation in list(self.ledger.unsettled.items()):
-            for shard in reservation.unsettled:
-                if self._peer_retry_at_ms.get(shard, 0) > now_ms:
-                    continue
-                batch = per_shard.setdefault(shard, [])
-                if len(batch) < self.config.settle_per_call_max:
-                    batch.append(SettleHold(rid, reservation.status.value))
-        shards = list(per_shard)
-        answers = await asyncio.gather(
-            *(self._peers(shard, [Submission(c) for c in per_shard[shard]]) for shard in shards),
-            return_exceptions=True,
-        )
-        marks: list[Submission] = []
-        for shard, answer in zip(shards, answers, strict=True):
-            marks += self._settled_marks(shard, per_shard[shard], answer, now_ms)
-        if marks:
-            outcomes = await self.submit(marks)
-            self.counters.settled += sum(1 for outcome in outcomes if outcome.ok)
-        return len(marks)
-
-    def _settled_marks(
-        self,
-        shard: int,
-        commands: list[SettleHold],
-        answer: list[Outcome] | BaseException,
-        now_ms: int,
-    ) -> list[Submission]:
-        if isinstance(answer, BaseException):
-            answer = [Outcome(ShardUnavailable(shard, repr(answer)))] * len(commands)
-        marks = []
-        for command, outcome in zip(commands, answer, strict=True):
-            if isinstance(outcome.value, ServiceError):
-                # Unreachable or busy: try again later; the decision stands meanwhile.
-                if shard not in self._peer_retry_at_ms:  # say so once per outage
-                    log.warning(
-                        "shard %d: shard %d cannot take decisions yet: %r",
-                        self.shard_id,
-                        shard,
-                        outcome.value,
-                    )
-                self.counters.settle_failures += 1
-                retry_ms = int(self.config.settle_retry_seconds * 1000)
-                self._peer_retry_at_ms[shard] = now_ms + retry_ms
-                continue
-            if isinstance(outcome.value, DomainError):
-                # Cannot happen while the protocol holds; stop retrying and say so loudly.
-                log.error(
-                    "shard %d: shard %d refused decision %r: %r",
-                    self.shard_id,
-                    shard,
-                    command,
-                    outcome.value,
-                )
-            self._peer_retry_at_ms.pop(shard, None)
-            marks.append(Submission(MarkSettled(command.reservation_id, shard)))
-        return marks
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -446,7 +351,7 @@ class ShardCore:
     async def housekeep(self) -> None:
         """Forget idempotency records and finished holds older than their retention."""
         assert self.store is not None
-        now_ms = self._clock_ms()
+        now_ms = self.clock_ms()
         idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
         self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
         retention_cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
@@ -477,7 +382,7 @@ class ShardCore:
 
     def read_hold(self, hold_id: str) -> HoldView | None:
         self._require_available()
-        return self.ledger.hold_view(hold_id, self._clock_ms())
+        return self.ledger.hold_view(hold_id, self.clock_ms())
 
     @property
     def queue_depth(self) -> int:

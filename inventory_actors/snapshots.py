@@ -84,18 +84,16 @@ class Snapshotter:
                 columns, start = ledger.export_sku_columns(sku_ids, start, size)
                 store.add_snapshot_chunk(snapshot_id, SKU_COLUMNS, encode_rows(columns))
                 await asyncio.sleep(0)
-            for chunk in _chunks(list(ledger.holds), size):
-                if core.store is not store:
-                    return False
-                columns = ledger.export_hold_columns(chunk)
-                store.add_snapshot_chunk(snapshot_id, HOLD_COLUMNS, encode_rows(columns))
-                await asyncio.sleep(0)
-            for chunk in _chunks(list(ledger.reservations), size):
-                if core.store is not store:
-                    return False
-                rows = ledger.export_reservations(chunk)
-                store.add_snapshot_chunk(snapshot_id, RESERVATIONS, encode_rows(rows))
-                await asyncio.sleep(0)
+            keyed_chunks = (
+                (HOLD_COLUMNS, list(ledger.holds), ledger.export_hold_columns),
+                (RESERVATIONS, list(ledger.reservations), ledger.export_reservations),
+            )
+            for kind, ids, export in keyed_chunks:
+                for chunk in _chunks(ids, size):
+                    if core.store is not store:
+                        return False
+                    store.add_snapshot_chunk(snapshot_id, kind, encode_rows(export(chunk)))
+                    await asyncio.sleep(0)
             store.finish_snapshot(snapshot_id, core.config.snapshots_kept)
         except Exception:
             log.exception("shard %d: snapshot failed", core.shard_id)

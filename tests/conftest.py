@@ -1,6 +1,7 @@
 """Shared fixtures: one local Ray instance per test session; shards per test, in their own
 namespace and data directory, killed at teardown."""
 
+import asyncio
 import os
 import random
 import socket
@@ -114,3 +115,15 @@ def wait_for(condition: Callable[[], T | None], timeout_seconds: float, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_seconds} s waiting for {what}")
         time.sleep(0.05)
+
+
+async def poll(condition: Callable[[], T | None], what: str, timeout_seconds: float = 5.0) -> T:
+    """`wait_for` for tests on an event loop: yields to the loop between tries."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -36,8 +36,9 @@ from inventory_actors.domain.events import (
     ReservationOpened,
     ReservationSettled,
 )
+from inventory_actors.domain.records import Reservation
 from inventory_actors.domain.reservations import plan_hold
-from inventory_actors.domain.state import LedgerState, Reservation
+from inventory_actors.domain.state import LedgerState
 from inventory_actors.domain.validation import check_hold_id, check_reference, check_ttl_ms
 from inventory_actors.domain.views import HoldView
 

@@ -51,8 +51,9 @@ from inventory_actors.domain.events import (
     StockSet,
     StockTransferred,
 )
+from inventory_actors.domain.records import Hold
 from inventory_actors.domain.reservations import plan_hold
-from inventory_actors.domain.state import Hold, LedgerState
+from inventory_actors.domain.state import LedgerState
 from inventory_actors.domain.validation import (
     check_hold_id,
     check_id,

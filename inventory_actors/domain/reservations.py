@@ -6,7 +6,7 @@ from inventory_actors.domain import limits
 from inventory_actors.domain.commands import ReserveStock
 from inventory_actors.domain.errors import InsufficientStock, InvalidCommand, Shortage
 from inventory_actors.domain.events import HoldLine, HoldPlaced, LevelImage
-from inventory_actors.domain.state import Level, Sku
+from inventory_actors.domain.records import Level, Sku
 from inventory_actors.domain.validation import check_id, check_quantity
 
 _new = tuple.__new__

@@ -28,6 +28,7 @@ from inventory_actors.partitioning import PartitionMap, new_hold_id, slot_of
 from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.shard_core import ShardCore
 from persistence import SqliteShardStore
+from tests.conftest import poll
 
 T = TypeVar("T")
 SHARDS = 3
@@ -86,17 +87,6 @@ class Shards:
     def check(self) -> None:
         for core in self.cores:
             core.ledger.check_invariants()
-
-
-async def poll(condition: Callable[[], T | None], what: str, timeout_seconds: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def run(scenario: Callable[[Shards], "asyncio.Future[None] | object"], tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ snapshots, on an in-memory store and a fake clock."""
 
 import asyncio
 import gc
-import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.shard_core import ShardCore
 from persistence import MemoryShardStore, ShardStore, SqliteShardStore
 from persistence.codec import decode_command, decode_events, encode_command
+from tests.conftest import poll
 
 T = TypeVar("T")
 START_MS = 1_700_000_000_000
@@ -67,18 +67,6 @@ def make_core(
     if start:
         core.start()
     return core
-
-
-async def poll(condition: Callable[[], T | None], what: str, timeout_seconds: float = 5.0) -> T:
-    """Yield to the loop until `condition` is truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
