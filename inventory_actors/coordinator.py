@@ -60,6 +60,12 @@ def step_key(key: str | None, step: str) -> str | None:
     return "s" + hashlib.sha256(derived.encode()).hexdigest()[:40]
 
 
+def spans_shards(partition: PartitionMap, command: ReserveStock) -> bool:
+    """Whether placing `command` needs the protocol: some line lives off its home shard."""
+    home = partition.shard_of_hold(command.hold_id)
+    return any(partition.shard_of_sku(line.sku) != home for line in command.lines)
+
+
 async def place_reservation(
     send: Send,
     partition: PartitionMap,
@@ -72,9 +78,9 @@ async def place_reservation(
     """Hold every line of `command` or none; its hold id names the home shard, which must own
     the first line's SKU. One shard involved: a plain hold, in one step."""
     home = partition.shard_of_hold(command.hold_id)
-    parts = parts_of(partition, command.lines)
-    if len(parts) == 1 and home in parts:
+    if not spans_shards(partition, command):
         return (await send(home, [Submission(command, key, fingerprint)]))[0]
+    parts = parts_of(partition, command.lines)
     rid = command.hold_id
     opening = OpenReservation(
         rid,

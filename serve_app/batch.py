@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from inventory_actors.client import InventoryClient
+from inventory_actors.coordinator import spans_shards
 from inventory_actors.domain import (
     AdjustStock,
     Command,
@@ -66,23 +67,27 @@ def result_of(outcome: Outcome, created: bool) -> dict[str, Any]:
 async def run(
     service: Service, caller: Caller, operations: list[Operation]
 ) -> list[dict[str, Any]]:
-    """Reservations go through the coordinator (their lines may span shards), one task each;
-    everything else is routed and coalesced per shard in one go."""
+    """Reservations whose lines span shards go through the coordinator, one task each;
+    everything else (one-shard reservations too) is routed and coalesced per shard in one go."""
+    partition = service.client.partition
     outcomes: list[Outcome | None] = [None] * len(operations)
     plain: list[tuple[int, Submission]] = []
+    # A reserve operation was validated by ReserveOp, whose fields are ReservationBody's: it
+    # need not be validated again (the others are, e.g. an adjust's delta of 0).
+    checked: list[bool] = []
     holds: list[tuple[int, Awaitable[Outcome]]] = []
     for index, op in enumerate(operations):
         key = scoped_key(caller, op.idempotency_key)
         print_ = op_fingerprint(op) if key is not None else None
         command = command_of(op, key)
-        if isinstance(command, ReserveStock):
-            # Validated by ReserveOp, whose fields are ReservationBody's.
+        if isinstance(command, ReserveStock) and spans_shards(partition, command):
             holds.append((index, service.reserve(command, key, print_, checked=True)))
         else:
             plain.append((index, Submission(command, key, print_)))
+            checked.append(isinstance(command, ReserveStock))
     placed, answered = await asyncio.gather(
         asyncio.gather(*(hold for _, hold in holds)),
-        service.run([sub for _, sub in plain]),
+        service.run([sub for _, sub in plain], checked),
     )
     for (index, _), outcome in zip(holds, placed, strict=True):
         outcomes[index] = outcome

@@ -159,6 +159,32 @@ def test_commit_racing_expiry_is_decided_once(http_app: HttpApp, http: httpx.Cli
     )
 
 
+def test_a_batch_places_carts_across_shards_beside_one_shard_holds(
+    http_app: HttpApp, http: httpx.Client
+) -> None:
+    skus = cart_skus(http_app)
+    for sku in skus:
+        stock(http, http_app, sku, 4)
+    both = [{"sku": sku, "quantity": 1} for sku in skus]
+    operations = [
+        {"op": "reserve", "lines": both},
+        {"op": "reserve", "lines": [{"sku": skus[1], "quantity": 2}]},
+        {"op": "reserve", "lines": [{"sku": skus[0], "quantity": 9}, both[1]]},
+    ]
+    answer = http.post(
+        "/v1/batch", json={"operations": operations}, headers=bearer(http_app.writer_key)
+    )
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 409], results
+    assert len(results[0]["body"]["lines"]) == 2
+    wait_for(
+        lambda: [totals(http, http_app, sku) for sku in skus] == [(4, 1), (4, 3)],
+        10,
+        "the short cart to hold nothing",
+    )
+
+
 # -- a replica killed mid-cart ------------------------------------------------------------------
 
 
