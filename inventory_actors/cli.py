@@ -5,6 +5,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 DEFAULT_DATA_DIR = "./data"
 DASHBOARD_PORT = 8265
 HTTP_PORT = 8000
+# `inventory up` in the foreground exits this long after the cluster went away.
+CLUSTER_CHECK_SECONDS = 5.0
 # The fast Serve ingress: several times the default proxy's throughput on small nodes.
 FAST_INGRESS_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
@@ -111,7 +114,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     _serve(data_dir, args.shards, args.host, args.port)
     url = f"http://{args.host}:{args.port}"
     print(f"Inventory API: {url}  (docs: {url}/docs)")
-    print(f"Ray dashboard: http://127.0.0.1:{DASHBOARD_PORT}")
+    print(
+        f"Ray dashboard: http://127.0.0.1:{DASHBOARD_PORT}"
+        "  (if it asks for a token: `ray get-auth-token` prints it)"
+    )
     print(f"Data directory: {data_dir}")
     if admin_key is not None:
         print(f"Admin API key (shown once, keep it): {admin_key}")
@@ -123,9 +129,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    gcs_address = _gcs_address()
+    while not stop.wait(CLUSTER_CHECK_SECONDS):
+        if not _reachable(gcs_address):
+            print("The cluster has stopped (`inventory down`?); exiting.")
+            return 0
     print("Stopping.")
     return _stop(stop_cluster=started_here)
+
+
+def _gcs_address() -> str:
+    import ray
+
+    address: str = ray.get_runtime_context().gcs_address
+    return address
+
+
+def _reachable(address: str, timeout_seconds: float = 2.0) -> bool:
+    """Whether something accepts connections at `host:port` (the cluster's GCS)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_seconds):
+            return True
+    except OSError:
+        return False
 
 
 def _stop(stop_cluster: bool) -> int:
