@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--calls-in-flight", type=int, help="actor calls in flight per shard (default: the app's)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke size, under a minute")
     args = parser.parse_args()
     if args.quick:
@@ -108,6 +111,8 @@ def main() -> None:
     with serve_stack(args.shards, args.replicas, default_proxy=False) as stack:
         from inventory_actors.partitioning import load_or_create  # noqa: PLC0415
 
+        if args.calls_in_flight is not None:
+            stack.redeploy(args.calls_in_flight)
         stock(stack.url, stack.key, args.skus)
         partition = load_or_create(stack.data_dir, args.shards)
         groups = skus_by_shard(partition, args.skus, CART_LINES)
