@@ -14,6 +14,7 @@ from inventory_actors.domain import (
     AbortReservation,
     ActivateReservation,
     AdjustStock,
+    ClaimKey,
     Command,
     CommitHold,
     DomainError,
@@ -33,6 +34,7 @@ from inventory_actors.domain import (
     HoldView,
     InsufficientStock,
     InvalidCommand,
+    KeyClaimed,
     LevelImage,
     LineRequest,
     LocationView,
@@ -137,6 +139,7 @@ COMMAND_TAGS: dict[type, str] = {
     AbortReservation: "abort",
     SettleHold: "settle",
     MarkSettled: "settled",
+    ClaimKey: "claim",
 }
 
 # Decoders take the whole tagged row ([tag, fields...]); positional construction keeps the
@@ -160,6 +163,7 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "abort": lambda r: AbortReservation(r[1]),
     "settle": lambda r: SettleHold(r[1], r[2]),
     "settled": lambda r: MarkSettled(r[1], r[2]),
+    "claim": lambda r: ClaimKey(r[1]),
 }
 
 _COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -203,6 +207,7 @@ RESULT_TAGS: dict[type, str] = {
     HoldView: "hold",
     ExpiryResult: "expired",
     PruneResult: "pruned",
+    KeyClaimed: "claimed",
     InvalidCommand: "invalid",
     InsufficientStock: "insufficient",
     VersionConflict: "version-conflict",
@@ -217,6 +222,7 @@ _RESULT_DECODERS: dict[str, Callable[[Sequence[Any]], Result | DomainError]] = {
     "hold": _hold_view,
     "expired": lambda r: ExpiryResult(*r[1:]),
     "pruned": lambda r: PruneResult(*r[1:]),
+    "claimed": lambda r: KeyClaimed(*r[1:]),
     "invalid": lambda r: InvalidCommand(*r[1:]),
     "insufficient": lambda r: InsufficientStock(tuple([Shortage(*x) for x in r[1]])),
     "version-conflict": lambda r: VersionConflict(*r[1:]),

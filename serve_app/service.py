@@ -11,8 +11,10 @@ from pathlib import Path
 
 from inventory_actors.boundary import validate_command
 from inventory_actors.client import InventoryClient
-from inventory_actors.coordinator import place_reservation
-from inventory_actors.domain import Command, InvalidCommand, ReserveStock
+from inventory_actors.coordinator import place_reservation, step_key
+from inventory_actors.domain import ClaimKey, Command, InvalidCommand, ReserveStock
+from inventory_actors.errors import IdempotencyKeyReused
+from inventory_actors.partitioning import slot_of
 from inventory_actors.protocol import Outcome, Submission
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
@@ -120,18 +122,25 @@ class Service:
         the i-th command was built from a body the route's model already validated with the
         same rules (see `validate_command`), so it is not validated twice."""
         outcomes: list[Outcome | None] = [None] * len(submissions)
-        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        routed: list[tuple[int, int, Submission]] = []
         for index, sub in enumerate(submissions):
             try:
                 if checked is None or not checked[index]:
                     validate_command(sub.command)
-                shard_id = self.client.shard_of(sub.command)
+                routed.append((index, self.client.shard_of(sub.command), sub))
             except InvalidCommand as error:
                 outcomes[index] = Outcome(error)
+        refusals = await self._claim_keys([(shard_id, sub) for _, shard_id, sub in routed])
+        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        for (index, shard_id, sub), refusal in zip(routed, refusals, strict=True):
+            if refusal is not None:
+                outcomes[index] = refusal
                 continue
             indices, subs = groups.setdefault(shard_id, ([], []))
             indices.append(index)
             subs.append(sub)
+        if not groups:
+            return outcomes  # type: ignore[return-value]
         if len(groups) == 1:  # one shard (every single-shard request): no gather, no task
             [(shard_id, (_, subs))] = groups.items()
             answers = [await self.coalescer.submit(shard_id, subs)]
@@ -164,6 +173,10 @@ class Service:
                 validate_command(command)
             except InvalidCommand as error:
                 return Outcome(error)
+        home = self.client.partition.shard_of_hold(command.hold_id)
+        [refusal] = await self._claim_keys([(home, Submission(command, key, fingerprint))])
+        if refusal is not None:
+            return refusal
         return await place_reservation(
             self.coalescer.submit,
             self.client.partition,
@@ -171,6 +184,40 @@ class Service:
             key=key,
             fingerprint=fingerprint if key else None,
         )
+
+    async def _claim_keys(self, routed: Sequence[tuple[int, Submission]]) -> list[Outcome | None]:
+        """Before keyed commands run, record each key with its request on the key's own shard,
+        so a key reused with another request is refused even when that request's SKU lives on
+        another shard than the first one's (each shard only knows the keys it ran). Answers a
+        refusal per command that must not run, None for the others.
+
+        If the key's shard cannot answer (down, overloaded), the command runs anyway: its own
+        shard still replays a true retry, and only the cross-shard check is lost meanwhile."""
+        refusals: list[Outcome | None] = [None] * len(routed)
+        if all(sub.idempotency_key is None for _, sub in routed):
+            return refusals
+        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        partition = self.client.partition
+        for index, (shard_id, sub) in enumerate(routed):
+            key = sub.idempotency_key
+            if key is None or sub.fingerprint is None:
+                continue
+            claim = Submission(ClaimKey(shard_id), step_key(key, "claim"), sub.fingerprint)
+            indices, claims = groups.setdefault(partition.shard_of_slot(slot_of(key)), ([], []))
+            indices.append(index)
+            claims.append(claim)
+        if not groups:
+            return refusals
+        answers = await asyncio.gather(
+            *(self.coalescer.submit(shard_id, claims) for shard_id, (_, claims) in groups.items())
+        )
+        for (indices, _), answer in zip(groups.values(), answers, strict=True):
+            for index, outcome in zip(indices, answer, strict=True):
+                if isinstance(outcome.value, IdempotencyKeyReused):
+                    key = routed[index][1].idempotency_key
+                    assert key is not None
+                    refusals[index] = Outcome(IdempotencyKeyReused(key))
+        return refusals
 
 
 def scoped_key(caller: Caller, idempotency_key: str | None) -> str | None:

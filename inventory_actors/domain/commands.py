@@ -144,6 +144,14 @@ class MarkSettled(NamedTuple):
     shard_id: int
 
 
+class ClaimKey(NamedTuple):
+    """Any shard: record that an idempotency key belongs to one request (the fingerprint sent
+    with this command), which `shard_id` runs. Changes no stock: only the key's record counts,
+    so that a key reused with another request on another shard is still recognised."""
+
+    shard_id: int
+
+
 Command = (
     AdjustStock
     | SetStock
@@ -160,4 +168,5 @@ Command = (
     | AbortReservation
     | SettleHold
     | MarkSettled
+    | ClaimKey
 )

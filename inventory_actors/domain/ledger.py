@@ -13,6 +13,7 @@ from inventory_actors.domain.commands import (
     AbortReservation,
     ActivateReservation,
     AdjustStock,
+    ClaimKey,
     Command,
     CommitHold,
     ExpireHolds,
@@ -62,7 +63,14 @@ from inventory_actors.domain.validation import (
     check_reference,
     check_ttl_ms,
 )
-from inventory_actors.domain.views import ExpiryResult, HoldView, PruneResult, Result, SkuView
+from inventory_actors.domain.views import (
+    ExpiryResult,
+    HoldView,
+    KeyClaimed,
+    PruneResult,
+    Result,
+    SkuView,
+)
 
 HOLD_ID_MAX = limits.HOLD_ID_LENGTH_MAX
 # tuple.__new__ skips the Python-level __new__ of a named tuple, for values built once per command.
@@ -92,6 +100,7 @@ class Ledger(CoordinationHandlers, LedgerState):
             AbortReservation: self._abort_reservation,
             SettleHold: self._settle_hold,
             MarkSettled: self._mark_settled,
+            ClaimKey: self._claim_key,
         }
 
     def execute(self, command: Command, now_ms: int) -> tuple[Result, list[Event]]:
@@ -239,6 +248,12 @@ class Ledger(CoordinationHandlers, LedgerState):
             raise HoldNotActive(cmd.hold_id, current.value)
         self._emit(HoldExtended(cmd.hold_id, self._now_ms + cmd.ttl_ms))
         return self._hold_result(cmd.hold_id)
+
+    def _claim_key(self, cmd: ClaimKey) -> KeyClaimed:
+        """Nothing changes: the shard core records the key with the command's fingerprint."""
+        if type(cmd.shard_id) is not int or cmd.shard_id < 0:
+            raise InvalidCommand("shard_id must be a non-negative integer")
+        return KeyClaimed(cmd.shard_id)
 
     def _expire(self, cmd: ExpireHolds) -> ExpiryResult:
         limit = min(max(cmd.limit, 0), limits.EXPIRE_PER_COMMAND_MAX)

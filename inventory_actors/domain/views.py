@@ -51,4 +51,8 @@ class PruneResult(NamedTuple):
     pruned: int
 
 
-Result = SkuView | HoldView | ExpiryResult | PruneResult
+class KeyClaimed(NamedTuple):
+    shard_id: int
+
+
+Result = SkuView | HoldView | ExpiryResult | PruneResult | KeyClaimed

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from inventory_actors.domain import (
     AdjustStock,
+    ClaimKey,
     Command,
     CommitHold,
     DomainError,
@@ -28,6 +29,7 @@ from inventory_actors.domain import (
     InsufficientStock,
     InvalidCommand,
     InvariantViolation,
+    KeyClaimed,
     Ledger,
     LevelImage,
     LineRequest,
@@ -955,3 +957,12 @@ def test_check_invariants_names_what_is_wrong(
     corrupt(ledger)
     with pytest.raises(InvariantViolation, match=message):
         ledger.check_invariants()
+
+
+def test_a_key_claim_changes_nothing_and_names_the_shard_that_runs_the_request() -> None:
+    ledger = stocked({("A", "berlin"): 10})
+    before = ledger.fingerprint()
+    result, events = run(ledger, ClaimKey(3))
+    assert result == KeyClaimed(3) and events == []
+    assert ledger.fingerprint() == before
+    refuse(ledger, ClaimKey(-1), InvalidCommand)

@@ -62,11 +62,6 @@ def test_a_replayed_adjustment_keeps_the_version(http_app: HttpApp, http: httpx.
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="idempotency records live on the shard that ran the first request; a reuse whose "
-    "path names a SKU of another shard is not seen there and runs as a new request",
-)
 def test_a_key_reused_for_a_sku_of_another_shard_is_422(
     http_app: HttpApp, http: httpx.Client
 ) -> None:
@@ -76,6 +71,11 @@ def test_a_key_reused_for_a_sku_of_another_shard_is_422(
     assert http.post(f"/v1/skus/{first}/adjustments", json=body, headers=headers).status_code == 200
     again = http.post(f"/v1/skus/{other}/adjustments", json=body, headers=headers)
     assert_problem(again, 422, "idempotency-key-reused")
+    admin = bearer(http_app.admin_key)
+    assert_problem(http.get(f"/v1/skus/{other}", headers=admin), 404, "not-found")
+    # The first request is still replayed as it was, from its own shard.
+    replay = http.post(f"/v1/skus/{first}/adjustments", json=body, headers=headers)
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
 
 
 def test_a_refusal_is_replayed_too(http_app: HttpApp, http: httpx.Client) -> None:

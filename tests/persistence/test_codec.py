@@ -10,6 +10,7 @@ from inventory_actors.domain import (
     AbortReservation,
     ActivateReservation,
     AdjustStock,
+    ClaimKey,
     Command,
     CommitHold,
     DomainError,
@@ -29,6 +30,7 @@ from inventory_actors.domain import (
     HoldView,
     InsufficientStock,
     InvalidCommand,
+    KeyClaimed,
     LevelImage,
     LineRequest,
     LocationView,
@@ -90,6 +92,7 @@ COMMANDS: list[Command] = [
     AbortReservation("r1"),
     SettleHold("r1", "committed"),
     MarkSettled("r1", 2),
+    ClaimKey(1),
 ]
 
 IMAGE = LevelImage("A", "berlin", 10, 3, 7)
@@ -126,6 +129,7 @@ RESULTS: list[Result] = [
     HoldView("h1", HoldStatus.EXPIRED, (HoldLine("A", "x", 1),), 5_000, None, 1_000, 6_000),
     ExpiryResult(3),
     PruneResult(0),
+    KeyClaimed(1),
 ]
 
 ERRORS: list[DomainError] = [

@@ -14,8 +14,17 @@ from hypothesis import strategies as st
 
 from inventory_actors.boundary import ReservationBody, validate_command
 from inventory_actors.client import InventoryClient
-from inventory_actors.domain import AdjustStock, InvalidCommand, LineRequest, ReserveStock
-from inventory_actors.partitioning import new_hold_id, slot_of
+from inventory_actors.coordinator import step_key
+from inventory_actors.domain import (
+    AdjustStock,
+    ClaimKey,
+    InvalidCommand,
+    KeyClaimed,
+    LineRequest,
+    ReserveStock,
+)
+from inventory_actors.errors import IdempotencyKeyReused
+from inventory_actors.partitioning import PartitionMap, new_hold_id, slot_of
 from inventory_actors.protocol import Outcome, Submission
 from serve_app import batch
 from serve_app.keys import KeyStore
@@ -31,8 +40,12 @@ class FakeClient:
     """Routes by the first character of the SKU (two shards); answers each command with its
     own hold id or SKU, and records the calls."""
 
+    partition = PartitionMap.initial(2)
+
     def __init__(self) -> None:
         self.calls: list[tuple[int, list[Submission]]] = []
+        # Keys whose claim the key's shard refuses (first used with another request).
+        self.claimed_elsewhere: set[str] = set()
 
     def shard_of(self, command: Any) -> int:
         sku = command.lines[0].sku if isinstance(command, ReserveStock) else command.sku
@@ -40,7 +53,14 @@ class FakeClient:
 
     async def call_shard(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
         self.calls.append((shard_id, list(submissions)))
-        return [Outcome(cast(Any, self.name(sub.command))) for sub in submissions]
+        return [self.answer(sub) for sub in submissions]
+
+    def answer(self, sub: Submission) -> Outcome:
+        if isinstance(sub.command, ClaimKey):
+            if sub.idempotency_key in self.claimed_elsewhere:
+                return Outcome(IdempotencyKeyReused(str(sub.idempotency_key)))
+            return Outcome(KeyClaimed(sub.command.shard_id))
+        return Outcome(cast(Any, self.name(sub.command)))
 
     @staticmethod
     def name(command: Any) -> str:
@@ -87,7 +107,20 @@ def test_run_one_without_a_key_sends_no_fingerprint(tmp_path: Path) -> None:
     asyncio.run(svc.run_one(hold("apple"), "k1", "print", checked=True))
     sent = [subs[0] for _, subs in client.calls]
     assert (sent[0].idempotency_key, sent[0].fingerprint) == (None, None)
-    assert (sent[1].idempotency_key, sent[1].fingerprint) == ("k1", "print")
+    claim, command = sent[1:]
+    assert isinstance(claim.command, ClaimKey) and claim.fingerprint == "print"
+    assert (command.idempotency_key, command.fingerprint) == ("k1", "print")
+
+
+def test_a_key_claimed_by_another_request_runs_nothing(tmp_path: Path) -> None:
+    svc, client = service(tmp_path)
+    client.claimed_elsewhere.add(step_key("k1", "claim") or "")
+    outcome = asyncio.run(svc.run_one(hold("apple"), "k1", "print", checked=True))
+    assert isinstance(outcome.value, IdempotencyKeyReused) and outcome.value.key == "k1"
+    # Only the claim was sent, to the key's own shard.
+    assert [(shard, [type(s.command) for s in subs]) for shard, subs in client.calls] == [
+        (client.partition.shard_of_slot(slot_of("k1")), [ClaimKey])
+    ]
 
 
 sku_ids = st.from_regex(r"\A[A-Za-z0-9._:/-]{1,128}\Z")
