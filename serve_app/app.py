@@ -280,6 +280,7 @@ def add_reservation_routes(app: FastAPI) -> None:
         caller: Writer,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
+        _check_ttl(request, body.ttl_seconds)
         key = scoped_key(caller, idempotency_key)
         # With a key, a retry names the same reservation, so it is the same command.
         lines = [LineRequest(line.sku, line.quantity, line.location) for line in body.lines]
@@ -326,8 +327,15 @@ def add_reservation_routes(app: FastAPI) -> None:
         caller: Writer,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
+        _check_ttl(request, body.ttl_seconds)
         command = ExtendHold(reservation_id, body.ttl_seconds * 1000)
         return await _run_command(request, caller, command, idempotency_key)
+
+
+def _check_ttl(request: Request, ttl_seconds: int) -> None:
+    refusal = service_of(request).settings.ttl_refusal(ttl_seconds)
+    if refusal is not None:
+        raise validation(refusal)
 
 
 def _add_hold_transition(app: FastAPI, verb: str, kind: Any, text: str) -> None:

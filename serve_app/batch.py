@@ -14,6 +14,7 @@ from inventory_actors.domain import (
     CommitHold,
     DomainError,
     HoldView,
+    InvalidCommand,
     LineRequest,
     ReleaseHold,
     ReserveStock,
@@ -69,7 +70,7 @@ async def run(
 ) -> list[dict[str, Any]]:
     """Reservations whose lines span shards go through the coordinator, one task each;
     everything else (one-shard reservations too) is routed and coalesced per shard in one go."""
-    partition = service.client.partition
+    partition, settings = service.client.partition, service.settings
     outcomes: list[Outcome | None] = [None] * len(operations)
     plain: list[tuple[int, Submission]] = []
     # A reserve operation was validated by ReserveOp, whose fields are ReservationBody's: it
@@ -79,6 +80,9 @@ async def run(
     for index, op in enumerate(operations):
         key = scoped_key(caller, op.idempotency_key)
         print_ = op_fingerprint(op) if key is not None else None
+        if isinstance(op, ReserveOp) and (refusal := settings.ttl_refusal(op.ttl_seconds)):
+            outcomes[index] = Outcome(InvalidCommand(refusal))
+            continue
         command = command_of(op, key)
         if isinstance(command, ReserveStock) and spans_shards(partition, command):
             holds.append((index, service.reserve(command, key, print_, checked=True)))

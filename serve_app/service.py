@@ -13,6 +13,7 @@ from inventory_actors.boundary import validate_command
 from inventory_actors.client import InventoryClient
 from inventory_actors.coordinator import place_reservation, step_key
 from inventory_actors.domain import ClaimKey, Command, InvalidCommand, ReserveStock
+from inventory_actors.domain.limits import TTL_MS_MAX
 from inventory_actors.errors import IdempotencyKeyReused
 from inventory_actors.partitioning import slot_of
 from inventory_actors.protocol import Outcome, Submission
@@ -44,6 +45,19 @@ class Settings:
     commands_per_call_max: int = 1_000
     pending_per_shard_max: int = 20_000
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    # The longest reservation (and extension) this deployment accepts; the contract allows up
+    # to 24 h, a deployment may choose less.
+    ttl_seconds_max: int = 86_400
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.ttl_seconds_max <= TTL_MS_MAX // 1000:
+            raise ValueError(f"ttl_seconds_max must be 1 to {TTL_MS_MAX // 1000}")
+
+    def ttl_refusal(self, ttl_seconds: int) -> str | None:
+        """Why `ttl_seconds` is refused here, or None."""
+        if ttl_seconds > self.ttl_seconds_max:
+            return f"ttl_seconds must be at most {self.ttl_seconds_max} on this service"
+        return None
 
 
 @dataclass(frozen=True)

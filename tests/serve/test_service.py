@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,11 +28,12 @@ from inventory_actors.errors import IdempotencyKeyReused
 from inventory_actors.partitioning import PartitionMap, new_hold_id, slot_of
 from inventory_actors.protocol import Outcome, Submission
 from serve_app import batch
-from serve_app.keys import KeyStore
+from serve_app.app import create_app
+from serve_app.keys import KeyStore, Role
 from serve_app.models import ReserveOp
-from serve_app.rate_limit import RateLimiter
+from serve_app.rate_limit import RateLimiter, RateLimits
 from serve_app.render import rfc3339
-from serve_app.service import Service, Settings
+from serve_app.service import Service, Settings, install_service
 
 TTL_MS = 60_000
 
@@ -160,3 +162,37 @@ def test_rfc3339_is_utc_with_milliseconds(epoch_ms: int) -> None:
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
     assert rfc3339(epoch_ms) == expected
+
+
+def test_a_deployment_may_cap_ttls_below_the_contracts_day(tmp_path: Path) -> None:
+    """A reservation, an extension or a batch reserve longer than `ttl_seconds_max` is 422
+    and reaches no shard."""
+    client = FakeClient()
+    keys = KeyStore.open(tmp_path)
+    writer = keys.create(Role.WRITER)[1]
+    settings = Settings(ttl_seconds_max=60, rate_limits=RateLimits.disabled())
+    install_service(Service(settings, cast(InventoryClient, client), keys, RateLimiter()))
+    auth = {"Authorization": f"Bearer {writer}"}
+    line = {"sku": "apple", "quantity": 1}
+    with TestClient(create_app()) as http:
+        too_long = http.post(
+            "/v1/reservations", json={"lines": [line], "ttl_seconds": 61}, headers=auth
+        )
+        assert too_long.status_code == 422, too_long.text
+        assert too_long.json()["type"] == "/problems/validation-error"
+        assert "at most 60" in too_long.json()["detail"]
+        extend = http.post(
+            "/v1/reservations/r_0001aaaaaaaaaaaaaaaaaaaa/extend",
+            json={"ttl_seconds": 3600},
+            headers=auth,
+        )
+        assert extend.status_code == 422, extend.text
+        ops = [{"op": "reserve", "lines": [line], "ttl_seconds": 61}]
+        batch_answer = http.post("/v1/batch", json={"operations": ops}, headers=auth)
+        assert batch_answer.status_code == 200, batch_answer.text
+        [result] = batch_answer.json()["results"]
+        assert result["status"] == 422 and result["body"]["type"] == "/problems/validation-error"
+    assert client.calls == [], "a refused request reached a shard"
+    assert settings.ttl_refusal(60) is None
+    with pytest.raises(ValueError):
+        Settings(ttl_seconds_max=86_401)
