@@ -71,7 +71,10 @@ def _connect(data_dir: str, shards: int | None) -> "InventoryClient":
 def _print_status(client: "InventoryClient") -> None:
     from inventory_actors.errors import ShardUnavailable
 
-    print(f"{'shard':>5} {'state':<11} {'lsn':>10} {'queue':>6} {'levels':>9} {'holds':>7}  file")
+    # `unsettled`: reservations this shard decided as their home that some other shard has
+    # not applied yet (non-zero for long means a shard is unreachable).
+    header = f"{'shard':>5} {'state':<11} {'lsn':>10} {'queue':>6} {'levels':>9} {'holds':>7}"
+    print(f"{header} {'unsettled':>9}  file")
     for status in client.status():
         if isinstance(status, ShardUnavailable):
             print(f"{status.shard_id:>5} {'unavailable':<11} {status.detail}")
@@ -79,7 +82,8 @@ def _print_status(client: "InventoryClient") -> None:
         state = "up" if status.available else "recovering"
         print(
             f"{status.shard_id:>5} {state:<11} {status.last_lsn:>10} {status.queue_depth:>6} "
-            f"{status.level_count:>9} {status.active_holds:>7}  {status.path}"
+            f"{status.level_count:>9} {status.active_holds:>7} "
+            f"{status.unsettled_reservations:>9}  {status.path}"
         )
 
 
