@@ -13,7 +13,7 @@ from ray.exceptions import RayError
 from inventory_actors.boundary import validate_command
 from inventory_actors.calls import await_outcomes, await_read, unavailable
 from inventory_actors.config import ShardConfig
-from inventory_actors.coordinator import place_reservation
+from inventory_actors.coordinator import place_reservation, spans_shards
 from inventory_actors.domain import (
     AdjustStock,
     Command,
@@ -132,14 +132,12 @@ class InventoryClient:
         match command:
             case AdjustStock() | SetStock() | TransferStock():
                 return self.partition.shard_of_sku(command.sku)
-            case ReserveStock(hold_id, lines, _, _):
-                home = self.partition.shard_of_hold(hold_id)
-                for line in lines:
-                    if self.partition.shard_of_sku(line.sku) != home:
-                        raise InvalidCommand(
-                            "lines on several shards: place it with `reserve` (the coordinator)"
-                        )
-                return home
+            case ReserveStock():
+                if spans_shards(self.partition, command):
+                    raise InvalidCommand(
+                        "lines on several shards: place it with `reserve` (the coordinator)"
+                    )
+                return self.partition.shard_of_hold(command.hold_id)
             case CommitHold(hold_id) | ReleaseHold(hold_id) | ExtendHold(hold_id, _):
                 return self.partition.shard_of_hold(hold_id)
         raise InvalidCommand(f"{type(command).__name__} cannot be routed")

@@ -145,16 +145,25 @@ class Service:
             except InvalidCommand as error:
                 outcomes[index] = Outcome(error)
         refusals = await self._claim_keys([(shard_id, sub) for _, shard_id, sub in routed])
-        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        admitted = []
         for (index, shard_id, sub), refusal in zip(routed, refusals, strict=True):
-            if refusal is not None:
+            if refusal is None:
+                admitted.append((index, shard_id, sub))
+            else:
                 outcomes[index] = refusal
-                continue
+        answers = await self._send([(shard_id, sub) for _, shard_id, sub in admitted])
+        for (index, _, _), outcome in zip(admitted, answers, strict=True):
+            outcomes[index] = outcome
+        return outcomes  # type: ignore[return-value]
+
+    async def _send(self, routed: Sequence[tuple[int, Submission]]) -> list[Outcome]:
+        """Each submission through its shard's coalescer, one submit per shard; the answers in
+        the order given."""
+        groups: dict[int, tuple[list[int], list[Submission]]] = {}
+        for index, (shard_id, sub) in enumerate(routed):
             indices, subs = groups.setdefault(shard_id, ([], []))
             indices.append(index)
             subs.append(sub)
-        if not groups:
-            return outcomes  # type: ignore[return-value]
         if len(groups) == 1:  # one shard (every single-shard request): no gather, no task
             [(shard_id, (_, subs))] = groups.items()
             answers = [await self.coalescer.submit(shard_id, subs)]
@@ -162,6 +171,7 @@ class Service:
             answers = await asyncio.gather(
                 *(self.coalescer.submit(shard_id, subs) for shard_id, (_, subs) in groups.items())
             )
+        outcomes: list[Outcome | None] = [None] * len(routed)
         for (indices, _), answer in zip(groups.values(), answers, strict=True):
             for index, outcome in zip(indices, answer, strict=True):
                 outcomes[index] = outcome
@@ -210,27 +220,20 @@ class Service:
         refusals: list[Outcome | None] = [None] * len(routed)
         if all(sub.idempotency_key is None for _, sub in routed):
             return refusals
-        groups: dict[int, tuple[list[int], list[Submission]]] = {}
         partition = self.client.partition
+        claims: list[tuple[int, tuple[int, Submission]]] = []
         for index, (shard_id, sub) in enumerate(routed):
             key = sub.idempotency_key
             if key is None or sub.fingerprint is None:
                 continue
             claim = Submission(ClaimKey(shard_id), step_key(key, "claim"), sub.fingerprint)
-            indices, claims = groups.setdefault(partition.shard_of_slot(slot_of(key)), ([], []))
-            indices.append(index)
-            claims.append(claim)
-        if not groups:
-            return refusals
-        answers = await asyncio.gather(
-            *(self.coalescer.submit(shard_id, claims) for shard_id, (_, claims) in groups.items())
-        )
-        for (indices, _), answer in zip(groups.values(), answers, strict=True):
-            for index, outcome in zip(indices, answer, strict=True):
-                if isinstance(outcome.value, IdempotencyKeyReused):
-                    key = routed[index][1].idempotency_key
-                    assert key is not None
-                    refusals[index] = Outcome(IdempotencyKeyReused(key))
+            claims.append((index, (partition.shard_of_slot(slot_of(key)), claim)))
+        answers = await self._send([claim for _, claim in claims])
+        for (index, _), outcome in zip(claims, answers, strict=True):
+            if isinstance(outcome.value, IdempotencyKeyReused):
+                key = routed[index][1].idempotency_key
+                assert key is not None
+                refusals[index] = Outcome(IdempotencyKeyReused(key))
         return refusals
 
 
