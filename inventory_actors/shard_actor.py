@@ -13,8 +13,9 @@ import ray
 
 from inventory_actors.calls import await_outcomes
 from inventory_actors.config import ShardConfig
-from inventory_actors.domain import HoldView, SkuView
+from inventory_actors.domain import HoldView, InvalidCommand, SkuView
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from inventory_actors.restock_chunk import RestockChunk
 from inventory_actors.shard_core import ShardCore
 from inventory_actors.wire import decode_submission_texts, encode_outcomes, encode_submissions
 from persistence import SqliteShardStore
@@ -87,6 +88,15 @@ class ShardActor:
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise ValueError(f"undecodable submissions: {error}") from None
         return encode_outcomes(await self._core.submit_texts(submissions, texts))
+
+    @ray.method(num_returns=1, max_task_retries=0, retry_exceptions=False)
+    async def restock(self, chunk: RestockChunk) -> Outcome:
+        """Apply one chunk of a restock job as one durable command (see `restock_rows`)."""
+        try:
+            submission = chunk.submission()
+        except ValueError as error:
+            return Outcome(InvalidCommand(str(error)))
+        return (await self._core.submit([submission]))[0]
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)

@@ -24,6 +24,7 @@ from inventory_actors.domain import (
     Ledger,
     PruneHolds,
     PruneResult,
+    RestockResult,
     Result,
     SkuView,
 )
@@ -298,6 +299,9 @@ class ShardCore:
             lsn = record_lsn = lsn + 1
             command_text = encode_command(sub.command) if text is None else text
             records.append(_new(LogRecord, (lsn, now_ms, command_text, encode_events(events))))
+            if type(result) is RestockResult:
+                # A restock record replays like thousands of others: snapshots count it so.
+                self.snapshots.records_since += result.applied
         if key is not None:
             record = IdempotencyRecord(key, fingerprint, record_lsn, encode_result(result), now_ms)
             idempotency.append(record)

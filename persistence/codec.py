@@ -50,12 +50,15 @@ from inventory_actors.domain import (
     ReservationOpened,
     ReservationSettled,
     ReserveStock,
+    RestockResult,
+    RestockRows,
     Result,
     SetStock,
     SettleHold,
     Shortage,
     SkuView,
     StockAdjusted,
+    StockRestocked,
     StockSet,
     StockTransferred,
     TransferStock,
@@ -140,6 +143,7 @@ COMMAND_TAGS: dict[type, str] = {
     SettleHold: "settle",
     MarkSettled: "settled",
     ClaimKey: "claim",
+    RestockRows: "restock",
 }
 
 # Decoders take the whole tagged row ([tag, fields...]); positional construction keeps the
@@ -164,6 +168,7 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "settle": lambda r: SettleHold(r[1], r[2]),
     "settled": lambda r: MarkSettled(r[1], r[2]),
     "claim": lambda r: ClaimKey(r[1]),
+    "restock": lambda r: RestockRows(r[1], r[2], r[3], *map(tuple, r[4:])),
 }
 
 _COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -184,6 +189,7 @@ EVENT_TAGS: dict[type, str] = {
     ReservationFinished: "reservation-finished",
     ReservationExtended: "reservation-extended",
     ReservationSettled: "reservation-settled",
+    StockRestocked: "restocked",
 }
 
 _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
@@ -200,6 +206,7 @@ _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
     "reservation-finished": lambda f: ReservationFinished(f[0], HoldStatus(f[1])),
     "reservation-extended": lambda f: ReservationExtended(*f),
     "reservation-settled": lambda f: ReservationSettled(*f),
+    "restocked": lambda f: StockRestocked(f[0], f[1], f[2], *map(tuple, f[3:])),
 }
 
 RESULT_TAGS: dict[type, str] = {
@@ -208,6 +215,7 @@ RESULT_TAGS: dict[type, str] = {
     ExpiryResult: "expired",
     PruneResult: "pruned",
     KeyClaimed: "claimed",
+    RestockResult: "restocked",
     InvalidCommand: "invalid",
     InsufficientStock: "insufficient",
     VersionConflict: "version-conflict",
@@ -223,6 +231,7 @@ _RESULT_DECODERS: dict[str, Callable[[Sequence[Any]], Result | DomainError]] = {
     "expired": lambda r: ExpiryResult(*r[1:]),
     "pruned": lambda r: PruneResult(*r[1:]),
     "claimed": lambda r: KeyClaimed(*r[1:]),
+    "restocked": lambda r: RestockResult(r[1], r[2], r[3], tuple(map(tuple, r[4]))),
     "invalid": lambda r: InvalidCommand(*r[1:]),
     "insufficient": lambda r: InsufficientStock(tuple([Shortage(*x) for x in r[1]])),
     "version-conflict": lambda r: VersionConflict(*r[1:]),

@@ -152,6 +152,22 @@ class ClaimKey(NamedTuple):
     shard_id: int
 
 
+class RestockRows(NamedTuple):
+    """Rows of a restock job, applied in order, each on its own: a row that cannot be applied
+    is rejected with its reason and never stops the others. `mode` "delta" adds each quantity
+    to `on_hand`, "set" sets `on_hand` to it (a count). The columns are parallel: one entry
+    per row; `rows` are the rows' numbers in the job's file."""
+
+    job_id: str
+    chunk: int
+    mode: str
+    rows: tuple[int, ...]
+    skus: tuple[str, ...]
+    locations: tuple[str, ...]
+    quantities: tuple[int, ...]
+    reasons: tuple[str, ...]
+
+
 Command = (
     AdjustStock
     | SetStock
@@ -169,4 +185,5 @@ Command = (
     | SettleHold
     | MarkSettled
     | ClaimKey
+    | RestockRows
 )

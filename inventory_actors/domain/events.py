@@ -118,6 +118,23 @@ class ReservationSettled(NamedTuple):
     shard_id: int
 
 
+class StockRestocked(NamedTuple):
+    """The applied rows of a restock command, columnar: for each, its row number, the level,
+    `on_hand` before and after, the level's `reserved` and the SKU's version after."""
+
+    job_id: str
+    chunk: int
+    mode: str
+    rows: tuple[int, ...]
+    skus: tuple[str, ...]
+    locations: tuple[str, ...]
+    on_hand_before: tuple[int, ...]
+    on_hand: tuple[int, ...]
+    reserved: tuple[int, ...]
+    versions: tuple[int, ...]
+    reasons: tuple[str, ...]
+
+
 Event = (
     StockAdjusted
     | StockSet
@@ -131,4 +148,5 @@ Event = (
     | ReservationFinished
     | ReservationExtended
     | ReservationSettled
+    | StockRestocked
 )

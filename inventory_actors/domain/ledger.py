@@ -24,6 +24,7 @@ from inventory_actors.domain.commands import (
     PruneHolds,
     ReleaseHold,
     ReserveStock,
+    RestockRows,
     SetStock,
     SettleHold,
     TransferStock,
@@ -54,6 +55,7 @@ from inventory_actors.domain.events import (
 )
 from inventory_actors.domain.records import Hold
 from inventory_actors.domain.reservations import plan_hold
+from inventory_actors.domain.restock import apply_restock, check_restock
 from inventory_actors.domain.state import LedgerState
 from inventory_actors.domain.validation import (
     check_hold_id,
@@ -68,6 +70,7 @@ from inventory_actors.domain.views import (
     HoldView,
     KeyClaimed,
     PruneResult,
+    RestockResult,
     Result,
     SkuView,
 )
@@ -101,6 +104,7 @@ class Ledger(CoordinationHandlers, LedgerState):
             SettleHold: self._settle_hold,
             MarkSettled: self._mark_settled,
             ClaimKey: self._claim_key,
+            RestockRows: self._restock,
         }
 
     def execute(self, command: Command, now_ms: int) -> tuple[Result, list[Event]]:
@@ -172,6 +176,17 @@ class Ledger(CoordinationHandlers, LedgerState):
         image = LevelImage(cmd.sku, cmd.location, cmd.on_hand, reserved, version + 1)
         self._emit(StockSet(image, on_hand, cmd.reason, cmd.reference))
         return self._view(cmd.sku)
+
+    def _restock(self, cmd: RestockRows) -> RestockResult:
+        check_restock(cmd)
+        try:
+            event, result = apply_restock(self, cmd)
+        except Exception as error:
+            # Rows may have been applied: the shard must rebuild its memory from disk.
+            raise InvariantViolation(f"restock failed part way: {error!r}") from error
+        if event.rows:
+            self._emitted.append(event)  # applied row by row already (see domain.restock)
+        return result
 
     def _transfer(self, cmd: TransferStock) -> SkuView:
         check_id("sku", cmd.sku)

@@ -17,6 +17,10 @@ REFERENCE_LENGTH_MAX: Final = 256
 HOLD_ID_LENGTH_MAX: Final = 64
 EXPIRE_PER_COMMAND_MAX: Final = 10_000
 PRUNE_PER_COMMAND_MAX: Final = 10_000
+# Rows of one restock command: one command is one durable step that no other command of its
+# shard interleaves with, so its size bounds how long it delays them.
+RESTOCK_ROWS_PER_COMMAND_MAX: Final = 100_000
+RESTOCK_MODES: Final = frozenset({"delta", "set"})
 
 REASONS: Final = frozenset(
     {

@@ -25,6 +25,7 @@ from inventory_actors.domain.events import (
     ReservationOpened,
     ReservationSettled,
     StockAdjusted,
+    StockRestocked,
     StockSet,
     StockTransferred,
 )
@@ -73,6 +74,7 @@ class LedgerState(SnapshotIO):
             ReservationFinished: self._apply_reservation_finished,
             ReservationExtended: self._apply_reservation_extended,
             ReservationSettled: self._apply_settled,
+            StockRestocked: self._apply_restocked,
         }
 
     # -- applying events -------------------------------------------------------------------
@@ -89,6 +91,26 @@ class LedgerState(SnapshotIO):
     def _apply_transferred(self, event: StockTransferred, at_ms: int) -> None:
         self.set_level(event.source)
         self.set_level(event.target)
+
+    def _apply_restocked(self, event: StockRestocked, at_ms: int) -> None:
+        """`set_level` for every applied row, inlined: a restock carries up to 100,000."""
+        skus, shared = self.skus, self.shared_name
+        for sku_id, location, on_hand, reserved, version in zip(
+            event.skus, event.locations, event.on_hand, event.reserved, event.versions, strict=True
+        ):
+            if not 0 <= reserved <= on_hand <= ON_HAND_MAX:
+                raise InvariantViolation(f"level out of bounds: {sku_id} {location} {on_hand}")
+            sku = skus.get(sku_id)
+            if sku is None:
+                sku = skus[sku_id] = Sku(version)
+            level = sku.levels.get(location)
+            if level is None:
+                sku.levels[shared(location)] = Level(on_hand, reserved)
+                self.level_count += 1
+            else:
+                level.on_hand = on_hand
+                level.reserved = reserved
+            sku.version = version
 
     def _apply_placed(self, event: HoldPlaced, at_ms: int) -> None:
         for image in event.levels:

@@ -55,4 +55,14 @@ class KeyClaimed(NamedTuple):
     shard_id: int
 
 
-Result = SkuView | HoldView | ExpiryResult | PruneResult | KeyClaimed
+class RestockResult(NamedTuple):
+    """What became of a restock command's rows: how many were applied, and each rejected
+    row's number with its reason."""
+
+    job_id: str
+    chunk: int
+    applied: int
+    rejects: tuple[tuple[int, str], ...]
+
+
+Result = SkuView | HoldView | ExpiryResult | PruneResult | KeyClaimed | RestockResult

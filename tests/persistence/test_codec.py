@@ -46,12 +46,15 @@ from inventory_actors.domain import (
     ReservationOpened,
     ReservationSettled,
     ReserveStock,
+    RestockResult,
+    RestockRows,
     Result,
     SetStock,
     SettleHold,
     Shortage,
     SkuView,
     StockAdjusted,
+    StockRestocked,
     StockSet,
     StockTransferred,
     TransferStock,
@@ -93,6 +96,10 @@ COMMANDS: list[Command] = [
     SettleHold("r1", "committed"),
     MarkSettled("r1", 2),
     ClaimKey(1),
+    RestockRows(
+        "rj-1", 3, "delta", (1, 2), ("A", "B"), ("x", "y"), (5, -1), ("restock", "damaged")
+    ),
+    RestockRows("rj-1", 0, "set", (), (), (), (), ()),
 ]
 
 IMAGE = LevelImage("A", "berlin", 10, 3, 7)
@@ -120,6 +127,19 @@ EVENTS: list[Event] = [
     ReservationFinished("r1", HoldStatus.EXPIRED),
     ReservationExtended("r1", 190_000),
     ReservationSettled("r1", 2),
+    StockRestocked(
+        "rj-1",
+        3,
+        "delta",
+        (1, 7),
+        ("A", "B"),
+        ("x", "y"),
+        (0, 4),
+        (5, 3),
+        (0, 1),
+        (1, 9),
+        ("restock", "damaged"),
+    ),
 ]
 
 RESULTS: list[Result] = [
@@ -130,6 +150,8 @@ RESULTS: list[Result] = [
     ExpiryResult(3),
     PruneResult(0),
     KeyClaimed(1),
+    RestockResult("rj-1", 3, 2, ((4, "quantity: must be an integer"), (9, "reason: bad"))),
+    RestockResult("rj-1", 4, 0, ()),
 ]
 
 ERRORS: list[DomainError] = [
