@@ -83,7 +83,7 @@ def test_each_bad_row_is_rejected_with_its_reason_and_good_rows_apply() -> None:
         ("bad sku", "x", 1, "restock"),
         ("B", "bad location!", 1, "restock"),
         ("B", "y", 1.5, "restock"),  # type: ignore[arg-type]
-        ("B", "y", True, "restock"),  # type: ignore[arg-type]
+        ("B", "y", True, "restock"),
         ("B", "y", 0, "restock"),
         ("B", "y", DELTA_MAX + 1, "restock"),
         ("B", "y", 1, "stolen"),
