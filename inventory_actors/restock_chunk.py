@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from inventory_actors.domain import RestockRows
 from inventory_actors.protocol import Submission
+from persistence.codec import restock_log_text
 
 # The columns a chunk carries, as the reader's validation leaves them.
 CHUNK_SCHEMA = pa.schema(
@@ -36,8 +37,9 @@ class RestockChunk:
     fingerprint: str
     table: pa.Table
 
-    def submission(self) -> Submission:
-        """The command this chunk becomes; ValueError when the table is not a chunk's."""
+    def submission(self) -> tuple[Submission, str]:
+        """The command this chunk becomes, and the text its log record keeps of it
+        (`restock_log_text`); ValueError when the table is not a chunk's."""
         table = self.table
         if not table.schema.equals(CHUNK_SCHEMA):
             raise ValueError(f"a restock chunk's columns are {CHUNK_SCHEMA}, not {table.schema}")
@@ -48,4 +50,4 @@ class RestockChunk:
             self.job_id, self.chunk, self.mode, rows, skus, locations, quantities, reasons
         )
         key = chunk_key(self.job_id, self.chunk, self.shard_id)
-        return Submission(command, key, self.fingerprint)
+        return Submission(command, key, self.fingerprint), restock_log_text(command)

@@ -93,10 +93,10 @@ class ShardActor:
     async def restock(self, chunk: RestockChunk) -> Outcome:
         """Apply one chunk of a restock job as one durable command (see `restock_rows`)."""
         try:
-            submission = chunk.submission()
+            submission, log_text = chunk.submission()
         except ValueError as error:
             return Outcome(InvalidCommand(str(error)))
-        return (await self._core.submit([submission]))[0]
+        return (await self._core.submit_texts([submission], [log_text]))[0]
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)

@@ -260,6 +260,15 @@ def decode_command(text: str) -> Command:
     return command_from_row(_loads(text))
 
 
+def restock_log_text(command: RestockRows) -> str:
+    """What the log keeps of a restock command: which job, chunk and mode, and how many rows.
+    The rows themselves are in the record's event (those applied) and in the command's
+    idempotency record (those rejected, with their reasons): written once, not twice."""
+    return _dumps(
+        ("restock-rows", command.job_id, command.chunk, command.mode, len(command.rows))
+    )
+
+
 def encode_events(events: Sequence[Event]) -> str:
     if len(events) == 1:  # nearly every record: no comprehension to set up
         event = events[0]

@@ -5,12 +5,10 @@ replica's Service and render the answer. Answers are written as JSON bytes direc
 pydantic answer models only document them in `/openapi.json`.
 """
 
-import json
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi import FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -41,18 +39,26 @@ from serve_app.limits import BodyLimit
 from serve_app.models import (
     BatchBody,
     BatchOut,
-    ProblemOut,
     QueryBody,
     QueryOut,
     ReadyOut,
     ReservationOut,
     SkuOut,
 )
-from serve_app.problems import PROBLEM_MEDIA_TYPE, Problem, not_found, problem_of, validation
+from serve_app.problems import Problem, not_found, problem_of, validation
 from serve_app.render import etag, reservation_body, sku_body
-from serve_app.service import Caller, Service, current_service, fingerprint, scoped_key
-
-JSON = "application/json"
+from serve_app.restock_routes import add_restock_routes
+from serve_app.routing import (
+    COMMON_RESPONSES,
+    Admin,
+    IdempotencyKeyHeader,
+    Reader,
+    Writer,
+    json_response,
+    responses_with,
+    service_of,
+)
+from serve_app.service import Caller, fingerprint, scoped_key
 
 
 class _AnyText(Convertor[str]):
@@ -70,16 +76,6 @@ class _AnyText(Convertor[str]):
 
 
 register_url_convertor("anytext", _AnyText())
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=r"^[\x20-\x7e]{1,255}$",
-        description="Makes a retry safe: the first answer is stored and replayed.",
-    ),
-]
 IfMatchHeader = Annotated[
     str | None,
     Header(alias="If-Match", description='`"<version>"` from an ETag; 412 on mismatch.'),
@@ -87,68 +83,6 @@ IfMatchHeader = Annotated[
 SkuPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="SKU id")]
 LocationPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="location id")]
 HoldPath = Annotated[str, Path(min_length=1, max_length=limits.HOLD_ID_LENGTH_MAX)]
-
-_PROBLEM = {"model": ProblemOut, "content": {PROBLEM_MEDIA_TYPE: {}}}
-_COMMON: dict[int | str, dict[str, Any]] = {
-    code: {**_PROBLEM, "description": text}
-    for code, text in {
-        400: "Malformed request (validation-error)",
-        401: "No or unknown API key (unauthorized)",
-        403: "The key's role is too low (forbidden)",
-        413: "Body too large (payload-too-large)",
-        422: "Invalid request (validation-error, idempotency-key-reused)",
-        429: "Rate limited or overloaded (rate-limited, overloaded)",
-        503: "Shard unavailable or overloaded (shard-unavailable, overloaded)",
-    }.items()
-}
-
-
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    texts = {
-        404: "Not found (not-found)",
-        409: "Refused by the stock rules (insufficient-stock, reservation-not-active)",
-        412: "If-Match does not match the SKU's version (version-conflict)",
-    }
-    return {**_COMMON, **{code: {**_PROBLEM, "description": texts[code]} for code in codes}}
-
-
-def service_of(request: Request) -> Service:
-    return current_service()
-
-
-def _caller(
-    request: Request, credentials: HTTPAuthorizationCredentials | None, role: Role
-) -> Caller:
-    authorization = None if credentials is None else f"Bearer {credentials.credentials}"
-    caller = service_of(request).authenticate(authorization, role)
-    request.state.rate_headers = caller.headers
-    return caller
-
-
-async def reader(request: Request, credentials: Credentials) -> Caller:
-    return _caller(request, credentials, Role.READER)
-
-
-async def writer(request: Request, credentials: Credentials) -> Caller:
-    return _caller(request, credentials, Role.WRITER)
-
-
-async def admin(request: Request, credentials: Credentials) -> Caller:
-    return _caller(request, credentials, Role.ADMIN)
-
-
-Reader = Annotated[Caller, Depends(reader)]
-Writer = Annotated[Caller, Depends(writer)]
-Admin = Annotated[Caller, Depends(admin)]
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
-        status_code=status,
-        headers=headers,
-        media_type=JSON,
-    )
 
 
 def expected_version(if_match: str | None) -> int | None:
@@ -189,7 +123,7 @@ def add_stock_routes(app: FastAPI) -> None:
     @app.get(
         "/v1/skus/{sku:anytext}",
         response_model=SkuOut,
-        responses=_responses(404),
+        responses=responses_with(404),
         summary="Stock of one SKU, per location and in total",
     )
     async def get_sku(request: Request, sku: SkuPath, caller: Reader) -> Response:
@@ -202,7 +136,7 @@ def add_stock_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/skus:query",
         response_model=QueryOut,
-        responses=_COMMON,
+        responses=COMMON_RESPONSES,
         summary="Stock of up to 1,000 SKUs",
     )
     async def query_skus(request: Request, body: QueryBody, caller: Reader) -> Response:
@@ -214,7 +148,7 @@ def add_stock_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/skus/{sku:anytext}/adjustments",
         response_model=SkuOut,
-        responses=_responses(409, 412),
+        responses=responses_with(409, 412),
         summary="Add or remove units at one location",
     )
     async def adjust(
@@ -231,7 +165,7 @@ def add_stock_routes(app: FastAPI) -> None:
     @app.put(
         "/v1/skus/{sku:anytext}/locations/{location}",
         response_model=SkuOut,
-        responses=_responses(409, 412),
+        responses=responses_with(409, 412),
         summary="Set on_hand at one location (a physical count)",
     )
     async def count(
@@ -249,7 +183,7 @@ def add_stock_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/skus/{sku:anytext}/transfers",
         response_model=SkuOut,
-        responses=_responses(409, 412),
+        responses=responses_with(409, 412),
         summary="Move available units between two locations, atomically",
     )
     async def transfer(
@@ -271,7 +205,7 @@ def add_reservation_routes(app: FastAPI) -> None:
         "/v1/reservations",
         status_code=201,
         response_model=ReservationOut,
-        responses=_responses(409),
+        responses=responses_with(409),
         summary="Hold units for a cart or order: every line or none",
     )
     async def reserve(
@@ -297,7 +231,7 @@ def add_reservation_routes(app: FastAPI) -> None:
     @app.get(
         "/v1/reservations/{reservation_id}",
         response_model=ReservationOut,
-        responses=_responses(404),
+        responses=responses_with(404),
         summary="A reservation and its status",
     )
     async def get_reservation(
@@ -317,7 +251,7 @@ def add_reservation_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/reservations/{reservation_id}/extend",
         response_model=ReservationOut,
-        responses=_responses(404, 409),
+        responses=responses_with(404, 409),
         summary="Move an active reservation's expiry to ttl_seconds from now",
     )
     async def extend(
@@ -350,7 +284,7 @@ def _add_hold_transition(app: FastAPI, verb: str, kind: Any, text: str) -> None:
     app.post(
         f"/v1/reservations/{{reservation_id}}/{verb}",
         response_model=ReservationOut,
-        responses=_responses(404, 409),
+        responses=responses_with(404, 409),
         summary=text,
         name=f"{verb}_reservation",
     )(transition)
@@ -360,7 +294,7 @@ def add_batch_route(app: FastAPI) -> None:
     @app.post(
         "/v1/batch",
         response_model=BatchOut,
-        responses=_COMMON,
+        responses=COMMON_RESPONSES,
         summary="Up to 10,000 independent operations; each durable before the answer",
     )
     async def batch(request: Request, body: BatchBody, caller: Writer) -> Response:
@@ -466,5 +400,6 @@ def create_app() -> FastAPI:
     add_stock_routes(app)
     add_reservation_routes(app)
     add_batch_route(app)
+    add_restock_routes(app)
     app.add_middleware(BodyLimit)
     return app

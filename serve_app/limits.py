@@ -4,7 +4,7 @@ is read, or as soon as it grows past the limit when no Content-Length was sent."
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.problems import Problem
-from serve_app.service import current_settings
+from serve_app.service import Settings, current_settings
 
 
 class _TooLarge(Exception):
@@ -22,8 +22,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         settings = current_settings()
-        batch = scope["path"] == "/v1/batch"
-        limit = settings.batch_body_bytes_max if batch else settings.body_bytes_max
+        limit = _limit_for(scope["path"], settings)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > limit:
@@ -43,6 +42,14 @@ class BodyLimit:
     @staticmethod
     async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         await _too_large(limit).response()(scope, receive, send)
+
+
+def _limit_for(path: str, settings: Settings) -> int:
+    if path == "/v1/batch":
+        return settings.batch_body_bytes_max
+    if path == "/v1/restock-jobs":
+        return settings.restock_body_bytes_max
+    return settings.body_bytes_max
 
 
 def _too_large(limit: int) -> Problem:

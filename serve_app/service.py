@@ -37,6 +37,9 @@ class Settings:
     # Single-operation bodies are small (a 100-line reservation is about 10 KiB).
     body_bytes_max: int = 256 * KIB
     batch_body_bytes_max: int = 4096 * KIB
+    # A restock file is held whole in the replica, then in the object store, while its job
+    # runs; larger files go through `inventory restock`, which streams them.
+    restock_body_bytes_max: int = 256 * 1024 * KIB
     # Every actor call waits at most this long; then the outcome is unknown (503, retry with
     # the same Idempotency-Key).
     call_timeout_seconds: float = 10.0

@@ -1,0 +1,221 @@
+"""A 1,000,000-row Parquet restock over 10,000 SKUs x 10 locations, end to end on a private
+Ray instance: the job as a Ray task against the shard actors, as `inventory restock` runs it.
+
+Prints rows/s, the job's time from its file to its last durable part, and the peak memory of
+the process that reads and splits the file (run again in this process to measure it).
+
+    python -m bench.restock [--rows N] [--shards N]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from bench.common import print_json, print_table, source_state, start_ray
+from inventory_actors.client import InventoryClient
+from inventory_actors.domain import AdjustStock, Ledger, RestockRows
+from inventory_actors.recovery import replay_page
+from inventory_actors.restock import JobRunner, job_spec
+from inventory_actors.restock_runtime import jobs_actor, restock_task
+from persistence.codec import encode_events
+
+SKUS = 10_000
+LOCATIONS = 10
+NAMESPACE = "bench-restock"
+
+
+def write_file(path: Path, rows: int, quantity_offset: int) -> pa.Table:
+    index = pa.array(range(rows), pa.int64())
+
+    def ids(prefix: str, numbers: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise(prefix, pc.cast(numbers, pa.string()), "")
+
+    table = pa.table(
+        {
+            "sku": ids("sku-", pc.remainder(index, SKUS)),
+            "location": ids("L", pc.remainder(pc.divide(index, SKUS), LOCATIONS)),
+            "quantity": pc.add(pc.remainder(index, 9), quantity_offset),
+        }
+    )
+    pq.write_table(table, path)
+    return table
+
+
+def run_as_task(path: Path, mode: str, data_dir: Path) -> tuple[float, float]:
+    """(seconds from the file to the job's end, of which hashing the file) for a job run as
+    the CLI runs it: a Ray task recording its progress in the jobs actor."""
+    started = time.perf_counter()
+    spec = job_spec(path, mode, "parquet", path.name)
+    hashed = time.perf_counter() - started
+    jobs = jobs_actor(data_dir, NAMESPACE)
+    begun = ray.get(jobs.begin.remote(spec))
+    assert begun.attempt is not None, begun
+    record = ray.get(
+        restock_task.remote(spec, begun.attempt, str(path), str(data_dir), NAMESPACE, None)
+    )
+    seconds = time.perf_counter() - started
+    assert record is not None and record.status == "succeeded", record
+    assert record.rows_applied == record.rows_read, record
+    return seconds, hashed
+
+
+def run_in_child(path: Path, data_dir: Path) -> dict[str, float]:
+    """The same job in a process of its own, which reads and splits the file as the job's
+    task does: its wall time and its peak memory (the job's, not the shards')."""
+    address = ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "bench.restock", "--child", address, str(path), str(data_dir)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    figures: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def child(address: str, path: Path, data_dir: Path) -> None:
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    client = InventoryClient.connect(data_dir, namespace=NAMESPACE)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    spec = job_spec(path, "delta", "parquet", path.name, job_id="bench-memory")
+    runner = JobRunner(
+        spec,
+        client.partition,
+        lambda part: client.shards[part.shard_id].restock.remote(part),
+        lambda _: True,
+    )
+    started = time.perf_counter()
+    progress = runner.run(path)
+    seconds = time.perf_counter() - started
+    assert progress.rows_applied == progress.rows_read, progress
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "before_bytes": rss_before}))
+
+
+def run_cli(path: Path, data_dir: Path) -> float:
+    """Wall time of `inventory restock FILE` from start to exit, as a user sees it."""
+    address = ray.get_runtime_context().gcs_address
+    command = [
+        sys.executable, "-m", "inventory_actors.cli", "restock", str(path),
+        "--data-dir", str(data_dir), "--namespace", NAMESPACE, "--address", address,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=True, timeout=600)
+    return time.perf_counter() - started
+
+
+def replay_costs() -> tuple[float, float]:
+    """Microseconds to replay one restock row, and one ordinary record (an adjustment): the
+    ratio is how snapshots weigh restock records."""
+    ledger = Ledger()
+    rows = 50_000
+    command = RestockRows(
+        "replay", 0, "delta", tuple(range(rows)),
+        tuple(f"sku-{i % 5_000}" for i in range(rows)),
+        tuple(f"L{i % 10}" for i in range(rows)), (1,) * rows, ("restock",) * rows,
+    )  # fmt: skip
+    _, events = ledger.execute(command, 0)
+    restock = [(1, 0, encode_events(events))]
+    adjustments = [
+        (
+            i + 1,
+            0,
+            encode_events(ledger.execute(AdjustStock(f"sku-{i}", "L0", 1, "received"), 0)[1]),
+        )
+        for i in range(rows // 5)
+    ]
+    costs = []
+    for records, count in ((restock, rows), (adjustments, rows // 5)):
+        replayed = Ledger()
+        replayed.replaying = True
+        started = time.perf_counter()
+        replay_page(replayed, records)
+        costs.append((time.perf_counter() - started) / count * 1e6)
+    return costs[0], costs[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return
+    row_us, record_us = replay_costs()
+    start_ray(NAMESPACE)
+    with tempfile.TemporaryDirectory(prefix="bench-restock-") as tmp:
+        data_dir = Path(tmp) / "data"
+        client = InventoryClient.connect(data_dir, shard_count=args.shards, namespace=NAMESPACE)
+        delta_file, set_file = Path(tmp) / "delta.parquet", Path(tmp) / "count.parquet"
+        delta = write_file(delta_file, args.rows, 1)
+        counts = write_file(set_file, args.rows, 0)
+        warm_file = Path(tmp) / "warm.parquet"
+        write_file(warm_file, 10, 1)
+        warm_seconds, _ = run_as_task(warm_file, "delta", data_dir)
+        delta_seconds, hashed = run_as_task(delta_file, "delta", data_dir)
+        set_seconds, _ = run_as_task(set_file, "set", data_dir)
+        cli_file = Path(tmp) / "cli.parquet"
+        cli = write_file(cli_file, args.rows, 2)
+        cli_seconds = run_cli(cli_file, data_dir)
+        in_child = run_in_child(delta_file, data_dir)
+        # The count (after the first delta) leaves each level's last quantity in its file;
+        # the CLI's job and the child's then add theirs.
+        last = counts.group_by(["sku", "location"], use_threads=False).aggregate(
+            [("quantity", "last")]
+        )
+        expected = (
+            pc.sum(last.column("quantity_last")).as_py()
+            + pc.sum(delta.column("quantity")).as_py()
+            + pc.sum(cli.column("quantity")).as_py()
+        )
+        views = client.get_skus([f"sku-{i}" for i in range(SKUS)])
+        total = sum(level.on_hand for view in views if view for level in view.locations)
+        assert total == expected, (total, expected)
+        client.shutdown()
+    figures = {
+        "rows": args.rows,
+        "shards": args.shards,
+        "delta_seconds": round(delta_seconds, 3),
+        "delta_rows_per_second": round(args.rows / delta_seconds),
+        "set_seconds": round(set_seconds, 3),
+        "set_rows_per_second": round(args.rows / set_seconds),
+        "hash_seconds": round(hashed, 3),
+        "cold_job_seconds": round(warm_seconds, 3),
+        "cli_seconds": round(cli_seconds, 3),
+        "job_process_seconds": round(in_child["seconds"], 3),
+        "job_peak_rss_mib": round(in_child["peak_bytes"] / 2**20, 1),
+        "job_rss_before_mib": round(in_child["before_bytes"] / 2**20, 1),
+        "replay_us_per_restock_row": round(row_us, 2),
+        "replay_us_per_record": round(record_us, 2),
+        "source": source_state(),
+    }
+    print_table(
+        ["job", "seconds", "rows/s"],
+        [
+            ["delta, Ray task", delta_seconds, args.rows / delta_seconds],
+            ["set, Ray task", set_seconds, args.rows / set_seconds],
+            ["delta, a process of its own", in_child["seconds"], args.rows / in_child["seconds"]],
+            ["`inventory restock` wall time", cli_seconds, args.rows / cli_seconds],
+        ],
+    )
+    print(
+        f"first job of a cluster (10 rows: starting the jobs actor and a worker): {warm_seconds:.2f} s"
+    )
+    print(
+        f"peak RSS of the job's process: {in_child['peak_bytes'] / 2**20:,.0f} MiB "
+        f"({in_child['before_bytes'] / 2**20:,.0f} MiB before the job)"
+    )
+    print(f"replay: {row_us:.2f} us per restock row, {record_us:.2f} us per record")
+    print_json("restock", figures)
+
+
+if __name__ == "__main__":
+    main()

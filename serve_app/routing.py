@@ -1,0 +1,91 @@
+"""What every route shares: authentication by role, the answers' documented problems and
+JSON rendering, and the replica's Service."""
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
+
+from serve_app.keys import Role
+from serve_app.models import ProblemOut
+from serve_app.problems import PROBLEM_MEDIA_TYPE
+from serve_app.service import Caller, Service, current_service
+
+JSON = "application/json"
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x20-\x7e]{1,255}$",
+        description="Makes a retry safe: the first answer is stored and replayed.",
+    ),
+]
+PROBLEM_RESPONSE = {"model": ProblemOut, "content": {PROBLEM_MEDIA_TYPE: {}}}
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {**PROBLEM_RESPONSE, "description": text}
+    for code, text in {
+        400: "Malformed request (validation-error)",
+        401: "No or unknown API key (unauthorized)",
+        403: "The key's role is too low (forbidden)",
+        413: "Body too large (payload-too-large)",
+        422: "Invalid request (validation-error, idempotency-key-reused)",
+        429: "Rate limited or overloaded (rate-limited, overloaded)",
+        503: "Shard unavailable or overloaded (shard-unavailable, overloaded)",
+    }.items()
+}
+
+
+def responses_with(*codes: int) -> dict[int | str, dict[str, Any]]:
+    texts = {
+        404: "Not found (not-found)",
+        409: "Refused by the stock rules (insufficient-stock, reservation-not-active)",
+        412: "If-Match does not match the SKU's version (version-conflict)",
+    }
+    return {
+        **COMMON_RESPONSES,
+        **{code: {**PROBLEM_RESPONSE, "description": texts[code]} for code in codes},
+    }
+
+
+def service_of(request: Request) -> Service:
+    return current_service()
+
+
+def _caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, role: Role
+) -> Caller:
+    authorization = None if credentials is None else f"Bearer {credentials.credentials}"
+    caller = service_of(request).authenticate(authorization, role)
+    request.state.rate_headers = caller.headers
+    return caller
+
+
+async def reader(request: Request, credentials: Credentials) -> Caller:
+    return _caller(request, credentials, Role.READER)
+
+
+async def writer(request: Request, credentials: Credentials) -> Caller:
+    return _caller(request, credentials, Role.WRITER)
+
+
+async def admin(request: Request, credentials: Credentials) -> Caller:
+    return _caller(request, credentials, Role.ADMIN)
+
+
+Reader = Annotated[Caller, Depends(reader)]
+Writer = Annotated[Caller, Depends(writer)]
+Admin = Annotated[Caller, Depends(admin)]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status,
+        headers=headers,
+        media_type=JSON,
+    )

@@ -1,0 +1,318 @@
+"""Restock jobs end to end on a real Ray cluster: files read by a Ray task, parts applied by
+real shard actors to real SQLite files, shards and the job's driver killed with SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from inventory_actors.client import InventoryClient
+from inventory_actors.domain import LineRequest
+from inventory_actors.protocol import ShardStatus
+from inventory_actors.restock import JobFailed, JobRunner, job_spec
+from inventory_actors.restock_runtime import jobs_actor, restock_task
+from persistence.jobs_store import JobRecord
+from tests.conftest import ClientFactory, wait_for
+
+pytestmark = pytest.mark.ray
+
+ROWS = 100_000
+
+
+def stock_file(path: Path, rows: int, skus: int, locations: int, seed: int = 1) -> pa.Table:
+    """`rows` rows over `skus` x `locations` levels, written as Parquet or CSV by suffix."""
+    index = pa.array(range(rows), pa.int64())
+
+    def ids(prefix: str, numbers: Any) -> Any:
+        return pc.binary_join_element_wise(prefix, pc.cast(numbers, pa.string()), "")
+
+    table = pa.table(
+        {
+            "sku": ids("S-", pc.remainder(pc.multiply(index, seed), skus)),
+            "location": ids("L", pc.remainder(pc.divide(index, skus), locations)),
+            "quantity": pc.add(pc.remainder(index, 9), 1),
+        }
+    )
+    write(table, path)
+    return table
+
+
+def write(table: pa.Table, path: Path) -> None:
+    if path.suffix == ".csv":
+        pa_csv.write_csv(table, path)
+    else:
+        pq.write_table(table, path, row_group_size=30_000)
+
+
+def expected_on_hand(table: pa.Table, mode: str) -> dict[tuple[str, str], int]:
+    expected: dict[tuple[str, str], int] = {}
+    for sku, location, quantity in zip(
+        table.column("sku").to_pylist(),
+        table.column("location").to_pylist(),
+        table.column("quantity").to_pylist(),
+        strict=True,
+    ):
+        key = (sku, location)
+        expected[key] = expected.get(key, 0) + quantity if mode == "delta" else quantity
+    return expected
+
+
+def on_hand(client: InventoryClient, skus: list[str]) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    for view in client.get_skus(skus):
+        assert view is not None
+        for level in view.locations:
+            found[(view.sku, level.location)] = level.on_hand
+    return found
+
+
+def run_job(
+    client: InventoryClient,
+    path: Path,
+    mode: str,
+    data_dir: Path,
+    namespace: str,
+    rejects: Path | None = None,
+    job_id: str | None = None,
+) -> JobRecord:
+    fmt = "csv" if path.suffix == ".csv" else "parquet"
+    spec = job_spec(path, mode, fmt, path.name, job_id)
+    jobs = jobs_actor(data_dir, namespace)
+    begun = ray.get(jobs.begin.remote(spec))
+    if begun.attempt is None:
+        return begun.record
+    ref = restock_task.remote(
+        spec,
+        begun.attempt,
+        str(path),
+        str(data_dir),
+        namespace,
+        None if rejects is None else str(rejects),
+    )
+    record = ray.get(ref, timeout=300)
+    assert record is not None
+    return record
+
+
+@pytest.fixture
+def cluster(
+    make_client: ClientFactory, tmp_path: Path
+) -> Iterator[tuple[InventoryClient, Path, str]]:
+    namespace = f"restock-{os.getpid()}-{tmp_path.name}"[:60]
+    data_dir = tmp_path / "data"
+    client = make_client(shard_count=3, data_dir=data_dir, namespace=namespace)
+    yield client, data_dir, namespace
+    ray.kill(jobs_actor(data_dir, namespace), no_restart=True)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_file_applies_in_both_modes_and_totals_match(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path, suffix: str
+) -> None:
+    client, data_dir, namespace = cluster
+    delta_file = tmp_path / f"delta{suffix}"
+    table = stock_file(delta_file, ROWS, skus=2_000, locations=5)
+    record = run_job(client, delta_file, "delta", data_dir, namespace)
+    assert (record.status, record.rows_read, record.rows_applied) == ("succeeded", ROWS, ROWS)
+    assert record.rows_rejected == 0
+    skus = sorted(set(table.column("sku").to_pylist()))
+    expected = expected_on_hand(table, "delta")
+    assert on_hand(client, skus) == expected
+    assert sum(expected.values()) == pc.sum(table.column("quantity")).as_py()
+
+    set_file = tmp_path / f"count{suffix}"
+    counts = stock_file(set_file, ROWS, skus=2_000, locations=5, seed=3)
+    counts = counts.set_column(2, "quantity", pc.remainder(pa.array(range(ROWS)), 13))
+    write(counts, set_file)
+    record = run_job(client, set_file, "set", data_dir, namespace)
+    assert (record.status, record.rows_applied, record.rows_rejected) == ("succeeded", ROWS, 0)
+    assert on_hand(client, skus) == expected_on_hand(counts, "set")
+
+
+def test_the_same_file_again_is_the_same_job_and_applies_nothing(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    path = tmp_path / "stock.parquet"
+    table = stock_file(path, 20_000, skus=500, locations=2)
+    first = run_job(client, path, "delta", data_dir, namespace)
+    again = run_job(client, path, "delta", data_dir, namespace)
+    assert again.job_id == first.job_id
+    assert again.attempt == 1
+    skus = sorted(set(table.column("sku").to_pylist()))
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+    # Even run again by force (a new attempt of a job that did not succeed, say): the shards'
+    # chunk records answer, nothing applies twice, and the counts are the same.
+    spec = job_spec(path, "delta", "parquet", path.name)
+    forced = ray.get(restock_task.remote(spec, 1, str(path), str(data_dir), namespace, None))
+    assert forced is None or forced.rows_applied == 20_000
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+
+
+BAD_ROWS = [
+    ("", "L1", "5", None, "sku"),
+    ("has space", "L1", "5", None, "sku"),
+    ("S-1", "", "5", None, "location"),
+    ("S-1", "bad!loc", "5", None, "location"),
+    ("S-1", "L1", "", None, "quantity"),
+    ("S-1", "L1", "abc", None, "quantity"),
+    ("S-1", "L1", "1.5", None, "quantity"),
+    ("S-1", "L1", "0", None, "quantity"),
+    ("S-1", "L1", "99999999999999999999999999", None, "quantity"),
+    ("S-1", "L1", "5", "stolen", "reason"),
+    ("S-9", "L1", "-1000", None, "insufficient-stock"),
+]
+
+
+def test_bad_rows_are_reported_each_with_its_reason_and_good_rows_apply(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    client.adjust("S-9", "L1", 10)
+    client.reserve([LineRequest("S-9", 4, "L1")])
+    lines = ["sku,location,quantity,reason"]
+    good: dict[tuple[str, str], int] = {}
+    bad_rows: dict[int, str] = {}
+    for index in range(1_000):
+        row = index + 1
+        if index % 50 == 7:
+            sku, location, quantity, reason, column = BAD_ROWS[(index // 50) % len(BAD_ROWS)]
+            bad_rows[row] = column
+            lines.append(f"{sku},{location},{quantity},{reason or ''}")
+            continue
+        sku, location = f"G-{index % 40}", f"L{index % 3}"
+        good[(sku, location)] = good.get((sku, location), 0) + 2
+        lines.append(f"{sku},{location},2,")
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "mixed.rejects.csv"
+    record = run_job(client, path, "delta", data_dir, namespace, rejects=rejects)
+    assert record.status == "succeeded"
+    assert record.rows_read == 1_000
+    assert record.rows_rejected == len(bad_rows)
+    assert record.rows_applied == 1_000 - len(bad_rows)
+    reported = dict(record.rejects)
+    assert set(reported) == set(bad_rows)
+    for row, column in bad_rows.items():
+        assert reported[row].startswith(column), (row, reported[row])
+    written = pa_csv.read_csv(rejects)
+    assert written.column("row").to_pylist() == sorted(bad_rows)
+    assert on_hand(client, sorted({sku for sku, _ in good})) == good
+    view = client.get_sku("S-9")
+    assert view is not None
+    assert [(level.on_hand, level.reserved) for level in view.locations] == [(10, 4)]
+    assert client.get_sku("S-1") is None
+
+
+def _restock_cli(path: Path, data_dir: Path, namespace: str, *extra: str) -> subprocess.Popen[str]:
+    address = ray.get_runtime_context().gcs_address
+    command = [
+        sys.executable,
+        "-m",
+        "inventory_actors.cli",
+        "restock",
+        str(path),
+        "--data-dir",
+        str(data_dir),
+        "--namespace",
+        namespace,
+        "--address",
+        address,
+        *extra,
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _shard_pids(client: InventoryClient) -> list[int]:
+    return [s.pid for s in client.status() if isinstance(s, ShardStatus)]
+
+
+def test_killing_a_shard_and_the_driver_mid_job_then_rerunning_applies_every_row_once(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    path = tmp_path / "big.parquet"
+    rows = 600_000
+    table = stock_file(path, rows, skus=3_000, locations=4)
+    spec = job_spec(path, "delta", "parquet", path.name)
+    jobs = jobs_actor(data_dir, namespace)
+    first = _restock_cli(path, data_dir, namespace)
+
+    def applied() -> int:
+        record = ray.get(jobs.get.remote(spec.job_id))
+        return 0 if record is None else record.rows_applied
+
+    wait_for(lambda: applied() > 0, 120, "the job to apply its first chunk")
+    os.kill(_shard_pids(client)[1], signal.SIGKILL)
+    wait_for(lambda: applied() >= 200_000, 120, "the job to go on after the shard restarted")
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    partly = applied()
+    assert partly < rows, "the job ended before its driver was killed: make the file bigger"
+
+    second = _restock_cli(path, data_dir, namespace)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    record: JobRecord = ray.get(jobs.get.remote(spec.job_id))
+    assert (record.status, record.rows_read, record.rows_applied) == ("succeeded", rows, rows)
+    assert record.attempt >= 2
+    skus = sorted(set(table.column("sku").to_pylist()))
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+    # The shards' own records agree: every part applied once, no matter how often it was sent.
+    for status in client.status():
+        assert isinstance(status, ShardStatus)
+
+
+def run_cli_to_end(path: Path, data_dir: Path, namespace: str, *extra: str) -> str:
+    process = _restock_cli(path, data_dir, namespace, *extra)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_the_cli_reports_a_summary_and_runs_a_finished_job_never_again(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    table = stock_file(first, 1_000, skus=100, locations=2)
+    write(table.set_column(2, "quantity", pa.array([3] * 1_000, pa.int64())), second)
+    output = run_cli_to_end(first, data_dir, namespace, "--job-id", "nightly-1")
+    assert "job nightly-1: succeeded" in output
+    assert "1,000 applied" in output
+    output = run_cli_to_end(second, data_dir, namespace, "--job-id", "nightly-1")
+    assert "job nightly-1: succeeded" in output
+    skus = sorted(set(table.column("sku").to_pylist()))
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+
+
+def test_a_job_id_sent_again_with_other_content_fails_and_applies_none_of_it(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    table = stock_file(first, 1_000, skus=100, locations=2)
+    write(table.set_column(2, "quantity", pa.array([3] * 1_000, pa.int64())), second)
+    run_job(client, first, "delta", data_dir, namespace, job_id="reused-1")
+    spec = job_spec(second, "delta", "parquet", second.name, "reused-1")
+    runner = JobRunner(
+        spec,
+        client.partition,
+        lambda part: client.shards[part.shard_id].restock.remote(part),
+        lambda _: True,
+    )
+    with pytest.raises(JobFailed, match="used before for a different file"):
+        runner.run(second)
+    assert runner.progress.rows_applied == 0
+    skus = sorted(set(table.column("sku").to_pylist()))
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
