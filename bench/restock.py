@@ -207,7 +207,8 @@ def main() -> None:
         ],
     )
     print(
-        f"first job of a cluster (10 rows: starting the jobs actor and a worker): {warm_seconds:.2f} s"
+        "first job of a cluster (10 rows: starts the jobs actor and a worker): "
+        f"{warm_seconds:.2f} s"
     )
     print(
         f"peak RSS of the job's process: {in_child['peak_bytes'] / 2**20:,.0f} MiB "

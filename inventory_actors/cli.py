@@ -69,6 +69,15 @@ def _connect(data_dir: str, shards: int | None) -> "InventoryClient":
     return InventoryClient.connect(data_dir, shard_count=shards)
 
 
+def _start_jobs_book(data_dir: Path) -> None:
+    """The restock jobs' actor, so that the first job need not start it."""
+    import ray
+
+    from inventory_actors.restock_runtime import jobs_actor
+
+    ray.get(jobs_actor(data_dir, "inventory").recent.remote(1), timeout=120)
+
+
 def _print_status(client: "InventoryClient") -> None:
     from inventory_actors.errors import ShardUnavailable
 
@@ -116,6 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if started_here:
         _start_head(args.num_cpus)
     client = _connect(str(data_dir), args.shards)
+    _start_jobs_book(data_dir)
     _serve(data_dir, args.shards, args.host, args.port)
     url = f"http://{args.host}:{args.port}"
     print(f"Inventory API: {url}  (docs: {url}/docs)")

@@ -20,14 +20,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import ray
-from persistence.arrow_io import (
-    FileFormat,
-    RestockMode,
-    content_digest,
-    job_id_of,
-    read_chunks,
-    validate_chunk,
-)
 from ray.exceptions import RayError
 
 from inventory_actors.domain import RestockResult
@@ -37,6 +29,14 @@ from inventory_actors.protocol import Outcome
 from inventory_actors.restock_chunk import RestockChunk
 from inventory_actors.restock_jobs import HEARTBEAT_SECONDS, JobProgress, JobSpec, first_rejects
 from inventory_actors.restock_partition import split_by_shard
+from persistence.arrow_io import (
+    FileFormat,
+    RestockMode,
+    content_digest,
+    job_id_of,
+    read_chunks,
+    validate_chunk,
+)
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from persistence.jobs_store import JobRecord
+
 if TYPE_CHECKING:
     from inventory_actors.restock_jobs import JobSpec
-    from persistence.jobs_store import JobRecord
 
 POLL_SECONDS = 0.25
 
@@ -58,9 +59,9 @@ def add_restock_parser(commands: Any, default_data_dir: str) -> None:
 
 def _spec(args: argparse.Namespace) -> "JobSpec":
     import pyarrow.parquet as pq
-    from persistence.arrow_io import FileFormat, detect_format
 
     from inventory_actors.restock import job_spec
+    from persistence.arrow_io import FileFormat, detect_format
 
     file_format = FileFormat(args.format) if args.format else detect_format(args.file.name)
     spec = job_spec(args.file, args.mode, file_format.value, args.file.name, args.job_id)
@@ -119,7 +120,7 @@ def cmd_restock(args: argparse.Namespace) -> int:
     return 0 if record.status == "succeeded" else 1
 
 
-def _follow(console: Console, jobs: Any, spec: "JobSpec", task: Any) -> "JobRecord":
+def _follow(console: Console, jobs: Any, spec: "JobSpec", task: Any) -> JobRecord:
     """Show the job's progress until it ends; its final record."""
     import ray
 
@@ -135,20 +136,23 @@ def _follow(console: Console, jobs: Any, spec: "JobSpec", task: Any) -> "JobReco
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         row_task: TaskID = bar.add_task(spec.job_id, total=spec.rows_total)
         while True:
-            record = ray.get(jobs.get.remote(spec.job_id), timeout=60)
+            record: JobRecord = ray.get(jobs.get.remote(spec.job_id), timeout=60)
             bar.update(row_task, completed=record.rows_read, total=record.rows_total)
             if task is not None:
                 done, _ = ray.wait([task], timeout=POLL_SECONDS)
                 if done:
-                    final = ray.get(task)
-                    return final if final is not None else ray.get(jobs.get.remote(spec.job_id))
+                    final: JobRecord | None = ray.get(task)
+                    if final is None:  # another runner took the job over: its record
+                        final = ray.get(jobs.get.remote(spec.job_id))
+                    assert final is not None
+                    return final
             elif record.status != "running":
                 return record
             else:
                 time.sleep(POLL_SECONDS)
 
 
-def _summarize(console: Console, record: "JobRecord", rejects_path: Path | None) -> None:
+def _summarize(console: Console, record: JobRecord, rejects_path: Path | None) -> None:
     seconds = ((record.finished_at_ms or record.updated_at_ms) - record.created_at_ms) / 1000
     print(
         f"job {record.job_id}: {record.status} (attempt {record.attempt}): "

@@ -110,13 +110,10 @@ class JobBook:
         if record is None or record.attempt != attempt or record.status != "running":
             return False
         now_ms = self._clock_ms()
-        self._store.put(
-            record._replace(
-                **_progress_fields(progress),
-                updated_at_ms=now_ms,
-                lease_until_ms=now_ms + int(LEASE_SECONDS * 1000),
-            )
+        renewed = _with_progress(record, progress)._replace(
+            updated_at_ms=now_ms, lease_until_ms=now_ms + int(LEASE_SECONDS * 1000)
         )
+        self._store.put(renewed)
         return True
 
     def finish(
@@ -127,8 +124,7 @@ class JobBook:
         if record is None or record.attempt != attempt:
             return None
         now_ms = self._clock_ms()
-        finished = record._replace(
-            **_progress_fields(progress),
+        finished = _with_progress(record, progress)._replace(
             status="failed" if error else "succeeded",
             error=error,
             updated_at_ms=now_ms,
@@ -138,8 +134,12 @@ class JobBook:
         return finished
 
 
-def _progress_fields(progress: JobProgress) -> dict[str, object]:
-    fields = progress._asdict()
-    if fields["rows_total"] is None:
-        del fields["rows_total"]
-    return fields
+def _with_progress(record: JobRecord, progress: JobProgress) -> JobRecord:
+    return record._replace(
+        rows_total=record.rows_total if progress.rows_total is None else progress.rows_total,
+        rows_read=progress.rows_read,
+        rows_applied=progress.rows_applied,
+        rows_rejected=progress.rows_rejected,
+        chunks_done=progress.chunks_done,
+        rejects=progress.rejects,
+    )

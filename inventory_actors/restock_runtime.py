@@ -44,7 +44,7 @@ def restock_task(
 ) -> JobRecord | None:
     """Run a job to its end and record how it ended; the final record."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    jobs = ray.get_actor(JOBS_ACTOR_NAME, namespace=namespace)
+    jobs: Any = ray.get_actor(JOBS_ACTOR_NAME, namespace=namespace)
     client = InventoryClient.connect(data_dir, namespace=namespace)
 
     def report(progress: JobProgress) -> bool:
@@ -74,7 +74,7 @@ def restock_task(
     return record
 
 
-@ray.remote(  # type: ignore[call-overload]
+@ray.remote(
     # Bookkeeping only: no CPU reserved.
     num_cpus=0,
     # Restarted if it dies; the book is on disk. Its calls are safe to retry (a begin that

@@ -264,9 +264,7 @@ def restock_log_text(command: RestockRows) -> str:
     """What the log keeps of a restock command: which job, chunk and mode, and how many rows.
     The rows themselves are in the record's event (those applied) and in the command's
     idempotency record (those rejected, with their reasons): written once, not twice."""
-    return _dumps(
-        ("restock-rows", command.job_id, command.chunk, command.mode, len(command.rows))
-    )
+    return _dumps(("restock-rows", command.job_id, command.chunk, command.mode, len(command.rows)))
 
 
 def encode_events(events: Sequence[Event]) -> str:

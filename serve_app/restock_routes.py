@@ -8,7 +8,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from fastapi import FastAPI, Path, Query, Request
-from persistence.arrow_io import FileFormat, RestockFileError, read_chunks
 from starlette.responses import Response
 
 from inventory_actors.coordinator import step_key
@@ -19,6 +18,7 @@ from inventory_actors.protocol import Submission
 from inventory_actors.restock import job_spec
 from inventory_actors.restock_jobs import JobSpec
 from inventory_actors.restock_runtime import jobs_actor
+from persistence.arrow_io import FileFormat, RestockFileError, read_chunks
 from persistence.jobs_store import JobRecord
 from serve_app.problems import Problem, not_found, problem_of, validation
 from serve_app.render import rfc3339

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from inventory_actors.boundary import validate_command
 from inventory_actors.client import InventoryClient
+from inventory_actors.restock_runtime import jobs_actor
 from inventory_actors.coordinator import place_reservation, step_key
 from inventory_actors.domain import ClaimKey, Command, InvalidCommand, ReserveStock
 from inventory_actors.domain.limits import TTL_MS_MAX
@@ -93,6 +94,8 @@ class Service:
             call_timeout_seconds=settings.call_timeout_seconds,
         )
         keys = KeyStore.open(Path(settings.data_dir))
+        # The restock jobs' book, started now rather than by the first job that needs it.
+        jobs_actor(settings.data_dir, settings.namespace)
         return cls(settings, client, keys, RateLimiter(settings.rate_limits))
 
     # -- who is calling ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from inventory_actors.client import InventoryClient
 from inventory_actors.domain import LineRequest
 from inventory_actors.protocol import ShardStatus
 from inventory_actors.restock import JobFailed, JobRunner, job_spec
+from inventory_actors.restock_jobs import Begun
 from inventory_actors.restock_runtime import jobs_actor, restock_task
 from persistence.jobs_store import JobRecord
 from tests.conftest import ClientFactory, wait_for
@@ -88,7 +89,7 @@ def run_job(
     fmt = "csv" if path.suffix == ".csv" else "parquet"
     spec = job_spec(path, mode, fmt, path.name, job_id)
     jobs = jobs_actor(data_dir, namespace)
-    begun = ray.get(jobs.begin.remote(spec))
+    begun: Begun = ray.get(jobs.begin.remote(spec))
     if begun.attempt is None:
         return begun.record
     ref = restock_task.remote(
@@ -99,7 +100,7 @@ def run_job(
         namespace,
         None if rejects is None else str(rejects),
     )
-    record = ray.get(ref, timeout=300)
+    record: JobRecord | None = ray.get(ref, timeout=300)
     assert record is not None
     return record
 
