@@ -11,13 +11,13 @@ from pathlib import Path
 
 from inventory_actors.boundary import validate_command
 from inventory_actors.client import InventoryClient
-from inventory_actors.restock_runtime import jobs_actor
 from inventory_actors.coordinator import place_reservation, step_key
 from inventory_actors.domain import ClaimKey, Command, InvalidCommand, ReserveStock
 from inventory_actors.domain.limits import TTL_MS_MAX
 from inventory_actors.errors import IdempotencyKeyReused
 from inventory_actors.partitioning import slot_of
 from inventory_actors.protocol import Outcome, Submission
+from inventory_actors.restock_runtime import jobs_actor
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
 from serve_app.problems import Problem
