@@ -8,7 +8,7 @@ SHARDS ?= 4
 export RAY_SERVE_ENABLE_HA_PROXY ?= 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
-.PHONY: run stop test lint bench bench-http bench-carts clean
+.PHONY: run stop test lint bench bench-http bench-carts bench-restock clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.shard_throughput
 	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.memory
+
+# A 1,000,000-row Parquet restock, end to end on a private Ray instance; and reading alone.
+bench-restock: $(BIN)/.installed
+	$(BIN)/python -m bench.restock
+	$(BIN)/python -m bench.restock_read
 
 # HTTP load through Serve with wrk; installs wrk with apt-get when it is missing.
 # BENCH_ARGS=--quick for a smoke run, --profile to py-spy the replica.
