@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 
 from inventory_actors.domain import RestockResult
 from inventory_actors.errors import IdempotencyKeyReused, ServiceError
@@ -200,7 +200,10 @@ class JobRunner:
             raise JobFailed(
                 f"job id {self.spec.job_id} was used before for a different file or mode"
             )
-        retryable = isinstance(value, RayError) or (
+        # The shard died, restarted or did not answer, or refused for now (down, recovering,
+        # overloaded, a failed write): the part's outcome is unknown or nil, and its key makes
+        # sending it again safe. An exception raised inside the call is a bug: not retried.
+        retryable = (isinstance(value, RayError) and not isinstance(value, RayTaskError)) or (
             isinstance(value, ServiceError) and not isinstance(value, IdempotencyKeyReused)
         )
         if not retryable:

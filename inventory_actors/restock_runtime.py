@@ -64,6 +64,10 @@ def restock_task(
         progress = runner.run(source)
     except JobFailed as failure:
         error, progress = str(failure), runner.progress
+    except Exception as failure:
+        # A bug or a broken environment: the job is recorded as failed, not left running.
+        log.exception("job %s: runner failed", spec.job_id)
+        error, progress = f"runner failed: {failure!r}", runner.progress
     finally:
         if rejects is not None:
             rejects.close()
