@@ -140,6 +140,76 @@ def replay_costs() -> tuple[float, float]:
     return costs[0], costs[1]
 
 
+def measure(rows: int, shards: int) -> dict[str, float]:
+    """Run every job of the benchmark on one data directory; check the stock they leave."""
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-restock-") as tmp:
+        data_dir = Path(tmp) / "data"
+        client = InventoryClient.connect(data_dir, shard_count=shards, namespace=NAMESPACE)
+        files = {name: Path(tmp) / f"{name}.parquet" for name in ("warm", "delta", "set", "cli")}
+        write_file(files["warm"], 10, 1)
+        delta = write_file(files["delta"], rows, 1)
+        counts = write_file(files["set"], rows, 0)
+        cli = write_file(files["cli"], rows, 2)
+        figures["cold_job_seconds"], _ = run_as_task(files["warm"], "delta", data_dir)
+        figures["delta_seconds"], figures["hash_seconds"] = run_as_task(
+            files["delta"], "delta", data_dir
+        )
+        figures["set_seconds"], _ = run_as_task(files["set"], "set", data_dir)
+        figures["cli_seconds"] = run_cli(files["cli"], data_dir)
+        in_child = run_in_child(files["delta"], data_dir)
+        figures["job_process_seconds"] = in_child["seconds"]
+        figures["job_peak_rss_mib"] = in_child["peak_bytes"] / 2**20
+        figures["job_rss_before_mib"] = in_child["before_bytes"] / 2**20
+        # The count (after the first delta) leaves each level's last quantity in its file;
+        # the CLI's job and the child's then add theirs.
+        last = counts.group_by(["sku", "location"], use_threads=False).aggregate(
+            [("quantity", "last")]
+        )
+        expected = sum(
+            pc.sum(column).as_py()
+            for column in (last["quantity_last"], delta["quantity"], cli["quantity"])
+        )
+        views = client.get_skus([f"sku-{i}" for i in range(SKUS)])
+        total = sum(level.on_hand for view in views if view for level in view.locations)
+        assert total == expected, (total, expected)
+        client.shutdown()
+    return figures
+
+
+def report(rows: int, figures: dict[str, float]) -> None:
+    print_table(
+        ["job", "seconds", "rows/s"],
+        [
+            [name, figures[key], rows / figures[key]]
+            for name, key in (
+                ("delta, Ray task", "delta_seconds"),
+                ("set, Ray task", "set_seconds"),
+                ("delta, a process of its own", "job_process_seconds"),
+                ("`inventory restock` wall time", "cli_seconds"),
+            )
+        ],
+    )
+    print(
+        "first job of a cluster (10 rows: starts the jobs actor and a worker): "
+        f"{figures['cold_job_seconds']:.2f} s"
+    )
+    print(
+        f"peak RSS of the job's process: {figures['job_peak_rss_mib']:,.0f} MiB "
+        f"({figures['job_rss_before_mib']:,.0f} MiB before the job)"
+    )
+    print(
+        f"replay: {figures['replay_us_per_restock_row']:.2f} us per restock row, "
+        f"{figures['replay_us_per_record']:.2f} us per record"
+    )
+    rates = {
+        "delta_rows_per_second": round(rows / figures["delta_seconds"]),
+        "set_rows_per_second": round(rows / figures["set_seconds"]),
+    }
+    rounded = {key: round(value, 3) for key, value in figures.items()}
+    print_json("restock", {"rows": rows, **rounded, **rates, "source": source_state()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -151,71 +221,10 @@ def main() -> None:
         return
     row_us, record_us = replay_costs()
     start_ray(NAMESPACE)
-    with tempfile.TemporaryDirectory(prefix="bench-restock-") as tmp:
-        data_dir = Path(tmp) / "data"
-        client = InventoryClient.connect(data_dir, shard_count=args.shards, namespace=NAMESPACE)
-        delta_file, set_file = Path(tmp) / "delta.parquet", Path(tmp) / "count.parquet"
-        delta = write_file(delta_file, args.rows, 1)
-        counts = write_file(set_file, args.rows, 0)
-        warm_file = Path(tmp) / "warm.parquet"
-        write_file(warm_file, 10, 1)
-        warm_seconds, _ = run_as_task(warm_file, "delta", data_dir)
-        delta_seconds, hashed = run_as_task(delta_file, "delta", data_dir)
-        set_seconds, _ = run_as_task(set_file, "set", data_dir)
-        cli_file = Path(tmp) / "cli.parquet"
-        cli = write_file(cli_file, args.rows, 2)
-        cli_seconds = run_cli(cli_file, data_dir)
-        in_child = run_in_child(delta_file, data_dir)
-        # The count (after the first delta) leaves each level's last quantity in its file;
-        # the CLI's job and the child's then add theirs.
-        last = counts.group_by(["sku", "location"], use_threads=False).aggregate(
-            [("quantity", "last")]
-        )
-        expected = (
-            pc.sum(last.column("quantity_last")).as_py()
-            + pc.sum(delta.column("quantity")).as_py()
-            + pc.sum(cli.column("quantity")).as_py()
-        )
-        views = client.get_skus([f"sku-{i}" for i in range(SKUS)])
-        total = sum(level.on_hand for view in views if view for level in view.locations)
-        assert total == expected, (total, expected)
-        client.shutdown()
-    figures = {
-        "rows": args.rows,
-        "shards": args.shards,
-        "delta_seconds": round(delta_seconds, 3),
-        "delta_rows_per_second": round(args.rows / delta_seconds),
-        "set_seconds": round(set_seconds, 3),
-        "set_rows_per_second": round(args.rows / set_seconds),
-        "hash_seconds": round(hashed, 3),
-        "cold_job_seconds": round(warm_seconds, 3),
-        "cli_seconds": round(cli_seconds, 3),
-        "job_process_seconds": round(in_child["seconds"], 3),
-        "job_peak_rss_mib": round(in_child["peak_bytes"] / 2**20, 1),
-        "job_rss_before_mib": round(in_child["before_bytes"] / 2**20, 1),
-        "replay_us_per_restock_row": round(row_us, 2),
-        "replay_us_per_record": round(record_us, 2),
-        "source": source_state(),
-    }
-    print_table(
-        ["job", "seconds", "rows/s"],
-        [
-            ["delta, Ray task", delta_seconds, args.rows / delta_seconds],
-            ["set, Ray task", set_seconds, args.rows / set_seconds],
-            ["delta, a process of its own", in_child["seconds"], args.rows / in_child["seconds"]],
-            ["`inventory restock` wall time", cli_seconds, args.rows / cli_seconds],
-        ],
-    )
-    print(
-        "first job of a cluster (10 rows: starts the jobs actor and a worker): "
-        f"{warm_seconds:.2f} s"
-    )
-    print(
-        f"peak RSS of the job's process: {in_child['peak_bytes'] / 2**20:,.0f} MiB "
-        f"({in_child['before_bytes'] / 2**20:,.0f} MiB before the job)"
-    )
-    print(f"replay: {row_us:.2f} us per restock row, {record_us:.2f} us per record")
-    print_json("restock", figures)
+    figures = measure(args.rows, args.shards)
+    figures.update(replay_us_per_restock_row=row_us, replay_us_per_record=record_us)
+    figures["shards"] = args.shards
+    report(args.rows, figures)
 
 
 if __name__ == "__main__":
