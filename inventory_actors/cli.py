@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inventory_actors.exports_cli import add_export_parsers
 from inventory_actors.restock_cli import add_restock_parser
 from serve_app.keys_cli import add_keys_parser
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
     add_keys_parser(commands)
     add_restock_parser(commands, DEFAULT_DATA_DIR)
+    add_export_parsers(commands, DEFAULT_DATA_DIR)
     return parser
 
 

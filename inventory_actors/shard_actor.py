@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import ray
 
 from inventory_actors.calls import await_outcomes
@@ -19,9 +20,14 @@ from inventory_actors.restock_chunk import RestockChunk
 from inventory_actors.shard_core import ShardCore
 from inventory_actors.wire import decode_submission_texts, encode_outcomes, encode_submissions
 from persistence import SqliteShardStore
+from persistence.exports import stock_table
 
 ACTOR_NAME_PREFIX = "inventory-shard-"
 DEFAULT_NAMESPACE = "inventory"
+# A page of the log read by an export: at most this many records, and about this many bytes
+# (one restock record may hold 100,000 rows).
+LOG_PAGE_RECORDS_MAX = 10_000
+LOG_PAGE_BYTES_MAX = 16 * 1024 * 1024
 # A home shard waits this long for another shard to take a decision, then retries later.
 PEER_CALL_TIMEOUT_SECONDS = 10.0
 
@@ -97,6 +103,32 @@ class ShardActor:
         except ValueError as error:
             return Outcome(InvalidCommand(str(error)))
         return (await self._core.submit_texts([submission], [log_text]))[0]
+
+    async def export_levels(self) -> pa.Table:
+        """Every SKU-location with its SKU's version and this shard's LSN. Built in one step of
+        the actor's loop, with no await, so no command lands midway: the table is the state at
+        that LSN. A million levels hold the shard for about a second."""
+        core = self._core
+        core.require_available()
+        ledger = core.ledger
+        columns, _ = ledger.export_sku_columns(list(ledger.skus), 0, ledger.level_count + 1)
+        return stock_table(core.shard_id, core.last_lsn, columns)
+
+    async def read_log(
+        self, after_lsn: int, limit: int, byte_limit: int = LOG_PAGE_BYTES_MAX
+    ) -> list[tuple[int, int, str]]:
+        """(lsn, at_ms, events JSON) of the log records after `after_lsn`: at most `limit`
+        records (capped at 10,000) and about `byte_limit` bytes, but at least one."""
+        core = self._core
+        core.require_available()
+        assert core.store is not None
+        records = core.store.read_log_events(after_lsn, max(1, min(limit, LOG_PAGE_RECORDS_MAX)))
+        size = 0
+        for count, (_, _, events) in enumerate(records):
+            size += len(events)
+            if size > byte_limit and count > 0:
+                return records[:count]
+        return records
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)

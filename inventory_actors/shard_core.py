@@ -381,16 +381,16 @@ class ShardCore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def _require_available(self) -> None:
+    def require_available(self) -> None:
         if not self.available:
             raise ShardUnavailable(self.shard_id, "shard is recovering")
 
     def read_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
-        self._require_available()
+        self.require_available()
         return [self.ledger.sku_view(sku) for sku in skus]
 
     def read_hold(self, hold_id: str) -> HoldView | None:
-        self._require_available()
+        self.require_available()
         return self.ledger.hold_view(hold_id, self.clock_ms())
 
     @property
