@@ -35,10 +35,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.memory
 
-# A 1,000,000-row Parquet restock, end to end on a private Ray instance; and reading alone.
+# A 1,000,000-row Parquet restock end to end on a private Ray instance, reading alone, exports.
 bench-restock: $(BIN)/.installed
 	$(BIN)/python -m bench.restock
 	$(BIN)/python -m bench.restock_read
+	$(BIN)/python -m bench.exports
 
 # HTTP load through Serve with wrk; installs wrk with apt-get when it is missing.
 # BENCH_ARGS=--quick for a smoke run, --profile to py-spy the replica.

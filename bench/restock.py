@@ -34,7 +34,8 @@ LOCATIONS = 10
 NAMESPACE = "bench-restock"
 
 
-def write_file(path: Path, rows: int, quantity_offset: int) -> pa.Table:
+def write_file(path: Path, rows: int, quantity_offset: int, skus: int = SKUS) -> pa.Table:
+    """`rows` rows cycling over `skus` SKUs, then over LOCATIONS locations."""
     index = pa.array(range(rows), pa.int64())
 
     def ids(prefix: str, numbers: pa.Array) -> pa.Array:
@@ -42,8 +43,8 @@ def write_file(path: Path, rows: int, quantity_offset: int) -> pa.Table:
 
     table = pa.table(
         {
-            "sku": ids("sku-", pc.remainder(index, SKUS)),
-            "location": ids("L", pc.remainder(pc.divide(index, SKUS), LOCATIONS)),
+            "sku": ids("sku-", pc.remainder(index, skus)),
+            "location": ids("L", pc.remainder(pc.divide(index, skus), LOCATIONS)),
             "quantity": pc.add(pc.remainder(index, 9), quantity_offset),
         }
     )
