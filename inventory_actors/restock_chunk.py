@@ -7,18 +7,11 @@ import pyarrow as pa
 
 from inventory_actors.domain import RestockRows
 from inventory_actors.protocol import Submission
+from persistence.arrow_io import GOOD_SCHEMA
 from persistence.codec import restock_log_text
 
 # The columns a chunk carries, as the reader's validation leaves them.
-CHUNK_SCHEMA = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("sku", pa.string()),
-        ("location", pa.string()),
-        ("quantity", pa.int64()),
-        ("reason", pa.string()),
-    ]
-)
+CHUNK_SCHEMA = GOOD_SCHEMA
 
 
 def chunk_key(job_id: str, chunk: int, shard_id: int) -> str:

@@ -281,13 +281,19 @@ def run_cli_to_end(path: Path, data_dir: Path, namespace: str, *extra: str) -> s
     return output
 
 
+def two_files(tmp_path: Path) -> tuple[Path, Path, pa.Table]:
+    """Two files of the same levels with different quantities, and the first one's rows."""
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    table = stock_file(first, 1_000, skus=100, locations=2)
+    write(table.set_column(2, "quantity", pa.array([3] * 1_000, pa.int64())), second)
+    return first, second, table
+
+
 def test_the_cli_reports_a_summary_and_runs_a_finished_job_never_again(
     cluster: tuple[InventoryClient, Path, str], tmp_path: Path
 ) -> None:
     client, data_dir, namespace = cluster
-    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    table = stock_file(first, 1_000, skus=100, locations=2)
-    write(table.set_column(2, "quantity", pa.array([3] * 1_000, pa.int64())), second)
+    first, second, table = two_files(tmp_path)
     output = run_cli_to_end(first, data_dir, namespace, "--job-id", "nightly-1")
     assert "job nightly-1: succeeded" in output
     assert "1,000 applied" in output
@@ -301,9 +307,7 @@ def test_a_job_id_sent_again_with_other_content_fails_and_applies_none_of_it(
     cluster: tuple[InventoryClient, Path, str], tmp_path: Path
 ) -> None:
     client, data_dir, namespace = cluster
-    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    table = stock_file(first, 1_000, skus=100, locations=2)
-    write(table.set_column(2, "quantity", pa.array([3] * 1_000, pa.int64())), second)
+    first, second, table = two_files(tmp_path)
     run_job(client, first, "delta", data_dir, namespace, job_id="reused-1")
     spec = job_spec(second, "delta", "parquet", second.name, "reused-1")
     runner = JobRunner(
