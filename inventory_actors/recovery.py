@@ -53,7 +53,10 @@ _EVENT_BUILDERS: dict[type, Callable[[list[Any]], Event]] = {
     HoldPlaced: lambda r: _new(
         HoldPlaced, (r[1], _lines(r[2]), r[3], r[4], _images(r[5]), len(r) > 6 and r[6])
     ),
-    HoldFinished: lambda r: _new(HoldFinished, (r[1], HoldStatus(r[2]), _images(r[3]))),
+    # Records written before the change feed have no lines.
+    HoldFinished: lambda r: _new(
+        HoldFinished, (r[1], HoldStatus(r[2]), _images(r[3]), _lines(r[4]) if len(r) > 4 else ())
+    ),
     HoldExtended: lambda r: _new(HoldExtended, (r[1], r[2])),
     HoldsPruned: lambda r: _new(HoldsPruned, (tuple(r[1]),)),
 }

@@ -198,7 +198,10 @@ _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
     "transferred": lambda f: StockTransferred(_image(f[0]), _image(f[1]), *f[2:]),
     # Records written before coordinated holds existed have five fields.
     "placed": lambda f: HoldPlaced(f[0], _hold_lines(f[1]), f[2], f[3], _images(f[4]), *f[5:]),
-    "finished": lambda f: HoldFinished(f[0], _status(f[1]), _images(f[2])),
+    # Records written before the change feed have three fields.
+    "finished": lambda f: HoldFinished(
+        f[0], _status(f[1]), _images(f[2]), _hold_lines(f[3]) if len(f) > 3 else ()
+    ),
     "extended": lambda f: HoldExtended(*f),
     "pruned": lambda f: HoldsPruned(tuple(f[0])),
     "reservation-opened": lambda f: ReservationOpened(f[0], tuple(f[1]), tuple(f[2]), *f[3:]),

@@ -66,11 +66,14 @@ class HoldPlaced(NamedTuple):
 
 
 class HoldFinished(NamedTuple):
-    """A hold left `active`: committed, released or expired."""
+    """A hold left `active`: committed, released or expired. `lines` are the hold's own (what
+    each level's units were before), in records written since the change feed; older records
+    have none."""
 
     hold_id: str
     status: HoldStatus
     levels: tuple[LevelImage, ...]
+    lines: tuple[HoldLine, ...] = ()
 
 
 class HoldExtended(NamedTuple):

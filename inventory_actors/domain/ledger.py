@@ -319,7 +319,8 @@ class Ledger(CoordinationHandlers, LedgerState):
     def _finished_event(self, hold: Hold, status: HoldStatus) -> HoldFinished:
         """The post-images of a hold leaving `active`: a commit also takes units off on_hand."""
         sold = status is HoldStatus.COMMITTED
-        return HoldFinished(hold.hold_id, status, self.images_after(hold.lines, -1, sold))
+        images = self.images_after(hold.lines, -1, sold)
+        return HoldFinished(hold.hold_id, status, images, hold.lines)
 
     def images_after(
         self, lines: tuple[HoldLine, ...], sign: int, sold: bool = False

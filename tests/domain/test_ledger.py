@@ -568,7 +568,12 @@ def test_committing_a_hold_takes_its_units_off_on_hand_and_reserved() -> None:
     assert isinstance(result, HoldView)
     assert result.status is HoldStatus.COMMITTED and result.finished_at_ms == T0 + 5
     assert events == [
-        HoldFinished("h1", HoldStatus.COMMITTED, (LevelImage("A", "berlin", 7, 0, 3),))
+        HoldFinished(
+            "h1",
+            HoldStatus.COMMITTED,
+            (LevelImage("A", "berlin", 7, 0, 3),),
+            (HoldLine("A", "berlin", 3),),
+        )
     ]
     assert level(ledger, "A", "berlin") == (7, 0)
 
@@ -598,7 +603,12 @@ def test_releasing_a_hold_makes_its_units_available_again() -> None:
     result, events = run(ledger, ReleaseHold("h1"), T0 + 1)
     assert isinstance(result, HoldView) and result.status is HoldStatus.RELEASED
     assert events == [
-        HoldFinished("h1", HoldStatus.RELEASED, (LevelImage("A", "berlin", 10, 0, 3),))
+        HoldFinished(
+            "h1",
+            HoldStatus.RELEASED,
+            (LevelImage("A", "berlin", 10, 0, 3),),
+            (HoldLine("A", "berlin", 3),),
+        )
     ]
     assert sku_view(ledger, "A").available == 10
 
@@ -702,7 +712,12 @@ def test_expiry_finishes_only_the_holds_that_are_due() -> None:
     result, events = run(ledger, ExpireHolds(100), T0 + 10_000)
     assert result == ExpiryResult(1)
     assert events == [
-        HoldFinished("early", HoldStatus.EXPIRED, (LevelImage("A", "berlin", 10, 2, 4),))
+        HoldFinished(
+            "early",
+            HoldStatus.EXPIRED,
+            (LevelImage("A", "berlin", 10, 2, 4),),
+            (HoldLine("A", "berlin", 1),),
+        )
     ]
     assert hold_view(ledger, "late", T0 + 10_000).status is HoldStatus.ACTIVE
     assert level(ledger, "A", "berlin") == (10, 2)

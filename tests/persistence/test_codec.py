@@ -118,6 +118,7 @@ EVENTS: list[Event] = [
     HoldFinished("h1", HoldStatus.COMMITTED, (IMAGE,)),
     HoldFinished("h1", HoldStatus.RELEASED, (IMAGE,)),
     HoldFinished("h1", HoldStatus.EXPIRED, ()),
+    HoldFinished("h1", HoldStatus.COMMITTED, (IMAGE,), (HoldLine("A", "berlin", 3),)),
     HoldExtended("h1", 123_000),
     HoldsPruned(("h1", "h2")),
     HoldsPruned(()),
