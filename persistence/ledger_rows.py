@@ -131,7 +131,7 @@ def _extend_restocked(
     """A restock's rows a column at a time: it may carry 100,000 of them."""
     count = len(event.rows)
     deltas = [b - a for a, b in zip(event.on_hand_before, event.on_hand, strict=True)]
-    values = (
+    values: tuple[Sequence[Any], ...] = (
         [shard_id] * count,
         [lsn] * count,
         [at_ms] * count,
