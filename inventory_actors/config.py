@@ -22,6 +22,9 @@ class ShardConfig:
     # Finished holds kept in memory at most; the oldest go first when there are more.
     finished_holds_max: int = 1_000_000
     housekeeping_interval_seconds: float = 60.0
+    # The change feed reads the log: records are kept at least this long (and always those
+    # after the newest snapshot). A feed cursor older than this is refused (410).
+    event_retention_seconds: float = 7 * 86_400.0
     # Reservations across shards: how often the home retries telling an unreachable shard its
     # decision, and how many decisions go to one shard in one call.
     settle_retry_seconds: float = 1.0

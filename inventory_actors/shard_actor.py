@@ -44,6 +44,16 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _within(records: list[tuple[int, int, str]], byte_limit: int) -> list[tuple[int, int, str]]:
+    """The first of `records` that fit in about `byte_limit` bytes of events; at least one."""
+    size = 0
+    for count, (_, _, events) in enumerate(records):
+        size += len(events)
+        if size > byte_limit and count > 0:
+            return records[:count]
+    return records
+
+
 @ray.remote(  # type: ignore[call-overload]
     # Shards are mostly waiting on fsync; a quarter CPU each lets several share a small node.
     num_cpus=0.25,
@@ -119,16 +129,33 @@ class ShardActor:
     ) -> list[tuple[int, int, str]]:
         """(lsn, at_ms, events JSON) of the log records after `after_lsn`: at most `limit`
         records (capped at 10,000) and about `byte_limit` bytes, but at least one."""
+        return (await self.read_feed(after_lsn, limit, byte_limit))[1]
+
+    async def read_feed(
+        self, after_lsn: int, limit: int, byte_limit: int = LOG_PAGE_BYTES_MAX
+    ) -> tuple[int, list[tuple[int, int, str]]]:
+        """`read_log`, with the oldest LSN the log still holds (older ones were pruned)."""
         core = self._core
         core.require_available()
         assert core.store is not None
         records = core.store.read_log_events(after_lsn, max(1, min(limit, LOG_PAGE_RECORDS_MAX)))
-        size = 0
-        for count, (_, _, events) in enumerate(records):
-            size += len(events)
-            if size > byte_limit and count > 0:
-                return records[:count]
-        return records
+        return core.store.first_lsn(), _within(records, byte_limit)
+
+    async def read_history(
+        self, needle: str, until_ms: int, before_lsn: int, limit: int
+    ) -> tuple[int, int | None, list[tuple[int, int, str]]]:
+        """Records whose events mention `needle` (a SKU as JSON text), newest first, at or
+        before `until_ms` and below `before_lsn`; with the oldest LSN the log holds and that
+        record's time (None if the log is empty)."""
+        core = self._core
+        core.require_available()
+        store = core.store
+        assert store is not None
+        limit = max(1, min(limit, LOG_PAGE_RECORDS_MAX))
+        records = store.read_log_matching(needle, until_ms, before_lsn, limit)
+        first = store.first_lsn()
+        oldest = store.read_log_events(first - 1, 1)
+        return first, oldest[0][1] if oldest else None, _within(records, LOG_PAGE_BYTES_MAX)
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)

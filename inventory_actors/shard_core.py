@@ -50,6 +50,8 @@ from persistence.codec import decode_result, encode_command, encode_events, enco
 
 log = logging.getLogger(__name__)
 
+# Log records forgotten per housekeeping pass at most: one short transaction.
+LOG_PRUNE_PER_PASS = 100_000
 # How many restock rows cost as much to replay as one ordinary log record.
 RESTOCK_ROWS_PER_RECORD = 5
 
@@ -363,6 +365,7 @@ class ShardCore:
         now_ms = self.clock_ms()
         idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
         self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
+        self._prune_log(now_ms)
         retention_cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
         while (
             await self._prune(retention_cutoff_ms, PRUNE_PER_COMMAND_MAX) == PRUNE_PER_COMMAND_MAX
@@ -374,6 +377,16 @@ class ShardCore:
             excess = min(len(finished) - self.config.finished_holds_max, PRUNE_PER_COMMAND_MAX)
             if await self._prune(finished[excess - 1][0] + 1, excess) == 0:
                 break
+
+    def _prune_log(self, now_ms: int) -> None:
+        """Forget log records older than the event retention, but never one that recovery
+        still needs (after the newest snapshot's start)."""
+        assert self.store is not None
+        snapshot = self.store.latest_snapshot()
+        if snapshot is None:
+            return
+        before_ms = now_ms - int(self.config.event_retention_seconds * 1000)
+        self.store.prune_log(snapshot.start_lsn, before_ms, LOG_PRUNE_PER_PASS)
 
     async def _prune(self, finished_before_ms: int, limit: int) -> int:
         outcome = await self.run_command(PruneHolds(finished_before_ms, limit))

@@ -48,6 +48,19 @@ class MemoryShardStore(ShardStore):
     def read_log(self, after_lsn: int, limit: int) -> list[LogRecord]:
         return [r for r in self.log if r.lsn > after_lsn][:limit]
 
+    def first_lsn(self) -> int:
+        return self.log[0].lsn if self.log else self.last_lsn() + 1
+
+    def prune_log(self, up_to_lsn: int, before_ms: int, limit: int) -> int:
+        count = 0
+        while count < limit and self.log:
+            record = self.log[0]
+            if record.lsn > up_to_lsn or record.at_ms >= before_ms:
+                break
+            del self.log[0]
+            count += 1
+        return count
+
     def begin_snapshot(self, start_lsn: int, at_ms: int) -> int:
         snapshot_id = next(self._ids)
         self.snapshots[snapshot_id] = (start_lsn, at_ms, False, [])

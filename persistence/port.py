@@ -56,6 +56,27 @@ class ShardStore(ABC):
     def close(self) -> None:
         """Release the storage. Safe to call twice."""
 
+    @abstractmethod
+    def first_lsn(self) -> int:
+        """The oldest LSN still in the log; `last_lsn() + 1` when the log is empty."""
+
+    @abstractmethod
+    def prune_log(self, up_to_lsn: int, before_ms: int, limit: int) -> int:
+        """Forget up to `limit` of the oldest records with LSN <= `up_to_lsn` written before
+        `before_ms`; how many were forgotten."""
+
+    def read_log_matching(
+        self, needle: str, until_ms: int, before_lsn: int, limit: int
+    ) -> list[tuple[int, int, str]]:
+        """(lsn, at_ms, events) of up to `limit` records whose events' text contains `needle`,
+        written at or before `until_ms`, with LSN < `before_lsn`: newest first."""
+        found = [
+            (r.lsn, r.at_ms, r.events)
+            for r in self.iter_log(0)
+            if needle in r.events and r.at_ms <= until_ms and r.lsn < before_lsn
+        ]
+        return found[::-1][:limit]
+
     def read_log_events(self, after_lsn: int, limit: int) -> list[tuple[int, int, str]]:
         """(lsn, at_ms, events) of the records `read_log` returns: what replay needs. Backends
         may read it more cheaply, without the commands."""

@@ -101,6 +101,37 @@ class SqliteShardStore(ShardStore):
         )
         return [LogRecord(*row) for row in rows]
 
+    def first_lsn(self) -> int:
+        rows = self._query("SELECT min(lsn) FROM log", ())
+        return int(rows[0][0]) if rows[0][0] is not None else self.last_lsn() + 1
+
+    def prune_log(self, up_to_lsn: int, before_ms: int, limit: int) -> int:
+        # Only an unbroken run of the oldest records goes, so the log stays a contiguous range
+        # of LSNs even if the clock stepped back: a reader past the first LSN misses nothing.
+        oldest = self._query(
+            "SELECT lsn, at_ms FROM log WHERE lsn <= ? ORDER BY lsn LIMIT ?",
+            (up_to_lsn, max(limit, 0)),
+        )
+        last = None
+        for lsn, at_ms in oldest:
+            if at_ms >= before_ms:
+                break
+            last = lsn
+        if last is None:
+            return 0
+        return self._write("DELETE FROM log WHERE lsn <= ?", (last,)).rowcount
+
+    def read_log_matching(
+        self, needle: str, until_ms: int, before_lsn: int, limit: int
+    ) -> list[tuple[int, int, str]]:
+        # A scan from the newest record back, with SQLite comparing text in C: the log has no
+        # index by SKU (yet); a SKU's recent history is found quickly, an old one reads more.
+        return self._query(
+            "SELECT lsn, at_ms, events FROM log WHERE lsn < ? AND at_ms <= ? "
+            "AND instr(events, ?) > 0 ORDER BY lsn DESC LIMIT ?",
+            (before_lsn, until_ms, needle, limit),
+        )
+
     def read_log_events(self, after_lsn: int, limit: int) -> list[tuple[int, int, str]]:
         # Neither the command column nor a LogRecord per row: recovery reads 100,000s of them.
         return self._query(

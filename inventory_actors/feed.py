@@ -1,0 +1,328 @@
+"""The change feed: committed log records turned into the contract's events, and the cursor
+that says how far a reader got.
+
+Events come only from log records (what the shards committed), so the feed can never tell of a
+change that did not happen. One record may give several events (a transfer touches two
+levels, a restock thousands) or none (an extension, a pruning), so a position is a record's
+LSN and how many of its events were read. A cursor holds one position per shard.
+"""
+
+import base64
+import heapq
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from inventory_actors.domain import (
+    Event,
+    HoldFinished,
+    HoldLine,
+    HoldPlaced,
+    LevelImage,
+    StockAdjusted,
+    StockRestocked,
+    StockSet,
+    StockTransferred,
+)
+from persistence.codec import decode_events
+
+FeedEvent = dict[str, Any]
+_CURSOR_PREFIX = "f1"
+
+
+class CursorInvalid(ValueError):
+    """The cursor is not one this service gave out (or names another shard count)."""
+
+
+class Position(NamedTuple):
+    """Records before `lsn` are read, and the first `skip` events of record `lsn`."""
+
+    lsn: int
+    skip: int
+
+
+class Cursor(NamedTuple):
+    positions: tuple[Position, ...]
+
+    @classmethod
+    def start(cls, shard_count: int) -> "Cursor":
+        return cls((Position(0, 0),) * shard_count)
+
+    def encode(self) -> str:
+        text = ",".join(f"{p.lsn}.{p.skip}" for p in self.positions)
+        return _CURSOR_PREFIX + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, shard_count: int) -> "Cursor":
+        try:
+            if not token.startswith(_CURSOR_PREFIX) or len(token) > 40 * shard_count + 16:
+                raise ValueError(token)
+            body = token[len(_CURSOR_PREFIX) :]
+            text = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+            positions = tuple(
+                Position(*(int(part) for part in item.split("."))) for item in text.split(",")
+            )
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise CursorInvalid("the cursor is not one this service gave out") from None
+        if len(positions) != shard_count or any(p.lsn < 0 or p.skip < 0 for p in positions):
+            raise CursorInvalid("the cursor is not one this service gave out")
+        return cls(positions)
+
+    def with_position(self, shard_id: int, position: Position) -> "Cursor":
+        positions = list(self.positions)
+        positions[shard_id] = position
+        return Cursor(tuple(positions))
+
+
+# -- events of one record ---------------------------------------------------------------------
+
+
+def _level(image: LevelImage) -> dict[str, int]:
+    return {
+        "on_hand": image.on_hand,
+        "reserved": image.reserved,
+        "available": image.on_hand - image.reserved,
+    }
+
+
+def _before(on_hand: int, reserved: int) -> dict[str, int]:
+    return {"on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved}
+
+
+def _event(
+    kind: str,
+    image: LevelImage,
+    before: dict[str, int],
+    delta: int,
+    reason: str | None = None,
+    reference: str | None = None,
+    reservation_id: str | None = None,
+) -> FeedEvent:
+    return {
+        "type": kind,
+        "sku": image.sku,
+        "location": image.location,
+        "before": before,
+        "after": _level(image),
+        "delta": delta,
+        "reason": reason,
+        "reference": reference,
+        "version": image.version,
+        "reservation_id": reservation_id,
+    }
+
+
+def _adjusted(event: StockAdjusted) -> list[FeedEvent]:
+    image = event.level
+    before = _before(image.on_hand - event.delta, image.reserved)
+    return [_event("stock.adjusted", image, before, event.delta, event.reason, event.reference)]
+
+
+def _set(event: StockSet) -> list[FeedEvent]:
+    image = event.level
+    delta = image.on_hand - event.on_hand_before
+    before = _before(event.on_hand_before, image.reserved)
+    return [_event("stock.set", image, before, delta, event.reason, event.reference)]
+
+
+def _transferred(event: StockTransferred) -> list[FeedEvent]:
+    source, target, quantity = event.source, event.target, event.quantity
+    return [
+        _event(
+            "stock.transferred",
+            source,
+            _before(source.on_hand + quantity, source.reserved),
+            -quantity,
+            None,
+            event.reference,
+        ),
+        _event(
+            "stock.transferred",
+            target,
+            _before(target.on_hand - quantity, target.reserved),
+            quantity,
+            None,
+            event.reference,
+        ),
+    ]
+
+
+def _units(lines: Iterable[HoldLine]) -> dict[tuple[str, str], int]:
+    units: dict[tuple[str, str], int] = {}
+    for line in lines:
+        key = (line.sku, line.location)
+        units[key] = units.get(key, 0) + line.quantity
+    return units
+
+
+def _placed(event: HoldPlaced) -> list[FeedEvent]:
+    units = _units(event.lines)
+    return [
+        _event(
+            "reservation.created",
+            image,
+            _before(image.on_hand, image.reserved - units.get((image.sku, image.location), 0)),
+            0,
+            None,
+            event.reference,
+            event.hold_id,
+        )
+        for image in event.levels
+    ]
+
+
+def _finished(event: HoldFinished) -> list[FeedEvent]:
+    units = _units(event.lines)
+    sold = event.status == "committed"
+    found = []
+    for image in event.levels:
+        held = units.get((image.sku, image.location), 0)
+        before = _before(image.on_hand + held if sold else image.on_hand, image.reserved + held)
+        kind = f"reservation.{event.status}"
+        found.append(_event(kind, image, before, -held if sold else 0, None, None, event.hold_id))
+    return found
+
+
+def _restocked(event: StockRestocked) -> list[FeedEvent]:
+    kind = "stock.adjusted" if event.mode == "delta" else "stock.set"
+    reference = f"restock:{event.job_id}"
+    return [
+        {
+            "type": kind,
+            "sku": sku,
+            "location": location,
+            "before": _before(before, reserved),
+            "after": _before(after, reserved),
+            "delta": after - before,
+            "reason": reason,
+            "reference": reference,
+            "version": version,
+            "reservation_id": None,
+        }
+        for sku, location, before, after, reserved, version, reason in zip(
+            event.skus,
+            event.locations,
+            event.on_hand_before,
+            event.on_hand,
+            event.reserved,
+            event.versions,
+            event.reasons,
+            strict=True,
+        )
+    ]
+
+
+def _crossing(kind: str) -> Callable[[Any], list[FeedEvent]]:
+    """stock.low / stock.recovered: the level's available against its threshold."""
+
+    def events(event: Any) -> list[FeedEvent]:
+        return [
+            {
+                "type": kind,
+                "sku": event.sku,
+                "location": event.location,
+                "before": None,
+                "after": {"available": event.available},
+                "delta": None,
+                "reason": None,
+                "reference": None,
+                "version": None,
+                "reservation_id": None,
+                "low_stock_below": event.low_stock_below,
+            }
+        ]
+
+    return events
+
+
+_CONVERTERS: dict[str, Callable[[Any], list[FeedEvent]]] = {
+    "StockAdjusted": _adjusted,
+    "StockSet": _set,
+    "StockTransferred": _transferred,
+    "HoldPlaced": _placed,
+    "HoldFinished": _finished,
+    "StockRestocked": _restocked,
+    "StockLow": _crossing("stock.low"),
+    "StockRecovered": _crossing("stock.recovered"),
+}
+
+
+def events_of(event: Event) -> list[FeedEvent]:
+    """The feed events of one domain event; none for bookkeeping (extensions, pruning, a
+    reservation's records at its home shard, thresholds being set)."""
+    convert = _CONVERTERS.get(type(event).__name__)
+    return [] if convert is None else convert(event)
+
+
+def rfc3339(at_ms: int) -> str:
+    moment = datetime.fromtimestamp(at_ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
+
+
+def record_events(shard_id: int, lsn: int, at_ms: int, events_json: str) -> list[FeedEvent]:
+    """Every feed event of one log record, in order, each with its shard, LSN and time."""
+    found: list[FeedEvent] = []
+    at = rfc3339(at_ms)
+    for event in decode_events(events_json):
+        for item in events_of(event):
+            item["shard"], item["lsn"], item["at"] = shard_id, lsn, at
+            found.append(item)
+    return found
+
+
+class ShardEvents(NamedTuple):
+    """A shard's events read from `start`, and its position after each of them."""
+
+    events: list[tuple[int, FeedEvent]]  # (at_ms, event)
+    after: list[Position]
+    # Where the shard stands when every event above is taken (past eventless records too).
+    end: Position
+
+
+def shard_events(
+    shard_id: int, start: Position, records: Sequence[tuple[int, int, str]]
+) -> ShardEvents:
+    """The events of a page of `records` (lsn, at_ms, events) read from `start`."""
+    events: list[tuple[int, FeedEvent]] = []
+    after: list[Position] = []
+    end = start
+    for lsn, at_ms, text in records:
+        found = record_events(shard_id, lsn, at_ms, text)
+        skip = start.skip if lsn == start.lsn else 0
+        for index in range(skip, len(found)):
+            events.append((at_ms, found[index]))
+            last = index == len(found) - 1
+            after.append(Position(lsn + 1, 0) if last else Position(lsn, index + 1))
+        end = Position(lsn + 1, 0)
+    return ShardEvents(events, after, end)
+
+
+class Merged(NamedTuple):
+    """Events in the order given out, each with its shard and that shard's position after
+    it (what a stream's per-event cursor is made of), and the cursor after all of them."""
+
+    events: list[tuple[FeedEvent, int, Position]]
+    cursor: Cursor
+
+
+def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Merged:
+    """At most `limit` events of the shards' pages, oldest first (by commit time, then shard;
+    each shard's own in LSN order), and the cursor after them."""
+    heads = [(page.events[0][0], shard_id, 0) for shard_id, page in enumerate(pages) if page.events]
+    heapq.heapify(heads)
+    taken = [0] * len(pages)
+    merged: list[tuple[FeedEvent, int, Position]] = []
+    while heads and len(merged) < limit:
+        _, shard_id, index = heapq.heappop(heads)
+        page = pages[shard_id]
+        merged.append((page.events[index][1], shard_id, page.after[index]))
+        taken[shard_id] = index + 1
+        if index + 1 < len(page.events):
+            heapq.heappush(heads, (page.events[index + 1][0], shard_id, index + 1))
+    for shard_id, page in enumerate(pages):
+        count = taken[shard_id]
+        if count == len(page.events):
+            cursor = cursor.with_position(shard_id, page.end)
+        elif count:
+            cursor = cursor.with_position(shard_id, page.after[count - 1])
+    return Merged(merged, cursor)
