@@ -7,7 +7,7 @@ pydantic answer models only document them in `/openapi.json`.
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Request
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -34,6 +34,7 @@ from inventory_actors.domain import (
 from inventory_actors.errors import ServiceError
 from inventory_actors.protocol import Outcome
 from serve_app import batch as batch_ops
+from serve_app.feed_routes import add_feed_routes, add_sku_history_routes, sku_at
 from serve_app.keys import Role
 from serve_app.limits import BodyLimit
 from serve_app.models import (
@@ -53,6 +54,7 @@ from serve_app.routing import (
     Admin,
     IdempotencyKeyHeader,
     Reader,
+    SkuPath,
     Writer,
     json_response,
     responses_with,
@@ -80,7 +82,6 @@ IfMatchHeader = Annotated[
     str | None,
     Header(alias="If-Match", description='`"<version>"` from an ETag; 412 on mismatch.'),
 ]
-SkuPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="SKU id")]
 LocationPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="location id")]
 HoldPath = Annotated[str, Path(min_length=1, max_length=limits.HOLD_ID_LENGTH_MAX)]
 
@@ -126,8 +127,21 @@ def add_stock_routes(app: FastAPI) -> None:
         responses=responses_with(404),
         summary="Stock of one SKU, per location and in total",
     )
-    async def get_sku(request: Request, sku: SkuPath, caller: Reader) -> Response:
-        view = (await service_of(request).client.get_skus_async([sku]))[0]
+    async def get_sku(
+        request: Request,
+        sku: SkuPath,
+        caller: Reader,
+        as_of: Annotated[
+            str | None, Query(max_length=64, description="RFC 3339: the SKU as it stood then")
+        ] = None,
+    ) -> Response:
+        service = service_of(request)
+        if as_of is not None:
+            view, _ = await sku_at(service, sku, as_of)
+            if view is None:
+                raise not_found(f"SKU {sku!r} had had no stock change by {as_of}")
+            return json_response(sku_body(view), headers=caller.headers)
+        view = (await service.client.get_skus_async([sku]))[0]
         if view is None:
             raise not_found(f"SKU {sku!r} has never had stock")
         headers = {**caller.headers, "ETag": etag(view.version)}
@@ -397,9 +411,12 @@ def create_app() -> FastAPI:
     )
     add_error_handlers(app)
     add_health_routes(app)
+    # Before the SKU routes: `/v1/skus/X/history` is the history of X, not a SKU "X/history".
+    add_sku_history_routes(app)
     add_stock_routes(app)
     add_reservation_routes(app)
     add_batch_route(app)
     add_restock_routes(app)
+    add_feed_routes(app)
     app.add_middleware(BodyLimit)
     return app

@@ -40,6 +40,8 @@ TITLES: dict[str, str] = {
     "rate-limited": "Too many requests for this API key",
     "overloaded": "The service is overloaded",
     "shard-unavailable": "The shard that owns this data is unavailable",
+    # Beyond the contract's list: the change feed's retention (docs/feed.md).
+    "cursor-expired": "The events asked for are older than the feed keeps",
 }
 
 

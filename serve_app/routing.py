@@ -4,16 +4,18 @@ JSON rendering, and the replica's Service."""
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
+from inventory_actors.domain import limits
 from serve_app.keys import Role
 from serve_app.models import ProblemOut
 from serve_app.problems import PROBLEM_MEDIA_TYPE
 from serve_app.service import Caller, Service, current_service
 
 JSON = "application/json"
+SkuPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="SKU id")]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
