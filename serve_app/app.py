@@ -34,6 +34,7 @@ from inventory_actors.domain import (
 from inventory_actors.errors import ServiceError
 from inventory_actors.protocol import Outcome
 from serve_app import batch as batch_ops
+from serve_app.alert_routes import add_alert_routes
 from serve_app.keys import Role
 from serve_app.limits import BodyLimit
 from serve_app.models import (
@@ -397,6 +398,7 @@ def create_app() -> FastAPI:
     )
     add_error_handlers(app)
     add_health_routes(app)
+    add_alert_routes(app)  # before the stock routes, whose SKU path would take its paths
     add_stock_routes(app)
     add_reservation_routes(app)
     add_batch_route(app)
