@@ -1,6 +1,8 @@
 """Low-stock thresholds through real shard actors: routed by SKU, alerts gathered from every
 shard, and both kept across a snapshot and a restart."""
 
+import asyncio
+
 import pytest
 import ray
 
@@ -62,3 +64,16 @@ def test_a_retried_threshold_with_its_key_is_answered_from_its_record(
     again = client.set_threshold("K-1", "x", 3, idempotency_key="t-1")
     assert first == again == ThresholdView("K-1", "x", 3, 0, True)
     assert client.alerts() == [("K-1", "x", 0, 3)]
+
+
+def test_alerts_of_a_shard_that_is_down_are_reported_missing_not_absent(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(shard_count=2)
+    up, down = _sku_on(client, 0, "U"), _sku_on(client, 1, "U")
+    client.set_threshold(up, "x", 1)
+    client.set_threshold(down, "x", 1)
+    ray.kill(client.shards[1], no_restart=True)
+    found, missing = asyncio.run(client.alerts_async(timeout_seconds=10))
+    assert found == [(up, "x", 0, 1)]
+    assert missing == [1]
