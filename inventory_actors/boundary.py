@@ -18,6 +18,7 @@ from inventory_actors.domain import (
     ReleaseHold,
     ReserveStock,
     SetStock,
+    SetThreshold,
     TransferStock,
     limits,
 )
@@ -61,6 +62,14 @@ class CountBody(_Body):
 
     def to_command(self, sku: str, location: str, expected_version: int | None = None) -> SetStock:
         return SetStock(sku, location, self.on_hand, self.reason, self.reference, expected_version)
+
+
+class ThresholdBody(_Body):
+    # Required, so an empty body is refused rather than read as "remove"; null removes.
+    low_stock_below: OnHand | None
+
+    def to_command(self, sku: str, location: str) -> SetThreshold:
+        return SetThreshold(sku, location, self.low_stock_below)
 
 
 class TransferBody(_Body):
@@ -145,6 +154,10 @@ def _check_command(command: Command) -> None:
                     "reference": reference,
                 }
             )
+        case SetThreshold(sku, location, low_stock_below):
+            _SKU.validate_python(sku)
+            _SKU.validate_python(location)
+            ThresholdBody.model_validate({"low_stock_below": low_stock_below})
         case CommitHold(hold_id) | ReleaseHold(hold_id):
             _HOLD_ID.validate_python(hold_id)
         case ExtendHold(hold_id, ttl_ms):

@@ -26,9 +26,12 @@ from inventory_actors.domain import (
     ReserveStock,
     Result,
     SetStock,
+    SetThreshold,
     SkuView,
+    ThresholdView,
     TransferStock,
 )
+from inventory_actors.domain.thresholds import Alert
 from inventory_actors.errors import ShardUnavailable
 from inventory_actors.partitioning import (
     PartitionMap,
@@ -130,7 +133,7 @@ class InventoryClient:
 
     def shard_of(self, command: Command) -> int:
         match command:
-            case AdjustStock() | SetStock() | TransferStock():
+            case AdjustStock() | SetStock() | TransferStock() | SetThreshold():
                 return self.partition.shard_of_sku(command.sku)
             case ReserveStock():
                 if spans_shards(self.partition, command):
@@ -199,6 +202,18 @@ class InventoryClient:
     ) -> SkuView:
         view = self.run(SetStock(sku, location, on_hand), idempotency_key)
         assert isinstance(view, SkuView)
+        return view
+
+    def set_threshold(
+        self,
+        sku: str,
+        location: str,
+        low_stock_below: int | None,
+        idempotency_key: str | None = None,
+    ) -> ThresholdView:
+        """Alert when `available` falls below `low_stock_below` (None removes the threshold)."""
+        view = self.run(SetThreshold(sku, location, low_stock_below), idempotency_key)
+        assert isinstance(view, ThresholdView)
         return view
 
     def reserve(
@@ -297,6 +312,43 @@ class InventoryClient:
         ref = self.shards[shard_id].get_hold.remote(hold_id)
         view: HoldView | None = await await_read(shard_id, ref, self.call_timeout_seconds)
         return view
+
+    def get_threshold(self, sku: str, location: str) -> ThresholdView:
+        shard_id = self.partition.shard_of_sku(sku)
+        ref = self.shards[shard_id].get_threshold.remote(sku, location)
+        view: ThresholdView = self._read(shard_id, ref)
+        return view
+
+    async def get_threshold_async(self, sku: str, location: str) -> ThresholdView:
+        shard_id = self.partition.shard_of_sku(sku)
+        ref = self.shards[shard_id].get_threshold.remote(sku, location)
+        view: ThresholdView = await await_read(shard_id, ref, self.call_timeout_seconds)
+        return view
+
+    def alerts(self) -> list[Alert]:
+        """Every shard's low SKU-locations, sorted; ShardUnavailable if any shard is down."""
+        refs = [shard.alerts.remote() for shard in self.shards]
+        found: list[Alert] = []
+        for shard_id, ref in enumerate(refs):
+            found += self._read(shard_id, ref)
+        return sorted(found)
+
+    async def alerts_async(self, timeout_seconds: float) -> tuple[list[Alert], list[int]]:
+        """Every reachable shard's low SKU-locations, sorted, and the ids of the shards that
+        did not answer within `timeout_seconds` (their alerts are missing, not absent)."""
+
+        async def one(shard_id: int) -> list[Alert] | None:
+            ref = self.shards[shard_id].alerts.remote()
+            try:
+                alerts: list[Alert] = await await_read(shard_id, ref, timeout_seconds)
+            except ShardUnavailable:
+                return None
+            return alerts
+
+        answers = await asyncio.gather(*(one(i) for i in range(len(self.shards))))
+        found = sorted(alert for answer in answers if answer is not None for alert in answer)
+        missing = [shard_id for shard_id, answer in enumerate(answers) if answer is None]
+        return found, missing
 
     async def status_async(self, timeout_seconds: float) -> list[ShardStatus | ShardUnavailable]:
         """Every shard's status, each waited for at most `timeout_seconds`."""

@@ -19,7 +19,7 @@ from inventory_actors.domain import (
     StockSet,
     StockTransferred,
 )
-from inventory_actors.snapshots import HOLD_COLUMNS, RESERVATIONS, SKU_COLUMNS
+from inventory_actors.snapshots import HOLD_COLUMNS, RESERVATIONS, SKU_COLUMNS, THRESHOLDS
 from persistence import ShardStore
 from persistence.codec import EVENT_TAGS, decode_rows, event_from_row
 
@@ -73,6 +73,7 @@ def chunk_loaders(ledger: Ledger) -> dict[str, Callable[[Any], None]]:
         SKU_COLUMNS: ledger.load_sku_columns,
         HOLD_COLUMNS: ledger.load_hold_columns,
         RESERVATIONS: ledger.load_reservations,
+        THRESHOLDS: ledger.load_thresholds,
         "skus": ledger.load_skus,  # row chunks, written before the columnar format
         "holds": ledger.load_holds,
     }

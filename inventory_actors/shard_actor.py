@@ -14,7 +14,8 @@ import ray
 
 from inventory_actors.calls import await_outcomes
 from inventory_actors.config import ShardConfig
-from inventory_actors.domain import HoldView, InvalidCommand, SkuView
+from inventory_actors.domain import HoldView, InvalidCommand, SkuView, ThresholdView
+from inventory_actors.domain.thresholds import Alert
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.restock_chunk import RestockChunk
 from inventory_actors.shard_core import ShardCore
@@ -162,6 +163,13 @@ class ShardActor:
 
     async def get_hold(self, hold_id: str) -> HoldView | None:
         return self._core.read_hold(hold_id)
+
+    async def alerts(self) -> list[Alert]:
+        """The low SKU-locations: (sku, location, available, low_stock_below), sorted."""
+        return self._core.read_alerts()
+
+    async def get_threshold(self, sku: str, location: str) -> ThresholdView:
+        return self._core.read_threshold(sku, location)
 
     async def ping(self) -> str:
         return self._path

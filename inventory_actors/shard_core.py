@@ -27,8 +27,10 @@ from inventory_actors.domain import (
     RestockResult,
     Result,
     SkuView,
+    ThresholdView,
 )
 from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX, PRUNE_PER_COMMAND_MAX
+from inventory_actors.domain.thresholds import Alert
 from inventory_actors.errors import (
     IdempotencyKeyReused,
     Overloaded,
@@ -405,6 +407,15 @@ class ShardCore:
     def read_hold(self, hold_id: str) -> HoldView | None:
         self.require_available()
         return self.ledger.hold_view(hold_id, self.clock_ms())
+
+    def read_alerts(self) -> list[Alert]:
+        """The SKU-locations that are low now: (sku, location, available, low_stock_below)."""
+        self.require_available()
+        return self.ledger.alerts()
+
+    def read_threshold(self, sku: str, location: str) -> ThresholdView:
+        self.require_available()
+        return self.ledger.threshold_view(sku, location)
 
     @property
     def queue_depth(self) -> int:

@@ -9,7 +9,7 @@ converges on exactly the live state.
 import asyncio
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from persistence.codec import encode_rows
 
@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 SKU_COLUMNS = "sku-columns"
 HOLD_COLUMNS = "hold-columns"
 RESERVATIONS = "reservations"  # rows: a home shard's reservations across shards
+THRESHOLDS = "thresholds"  # rows: [sku, location, low_stock_below, low]
+
+T = TypeVar("T")
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -94,6 +97,12 @@ class Snapshotter:
                         return False
                     store.add_snapshot_chunk(snapshot_id, kind, encode_rows(export(chunk)))
                     await asyncio.sleep(0)
+            for keys in _chunks(list(ledger.thresholds), size):
+                if core.store is not store:
+                    return False
+                rows = ledger.export_thresholds(keys)
+                store.add_snapshot_chunk(snapshot_id, THRESHOLDS, encode_rows(rows))
+                await asyncio.sleep(0)
             store.finish_snapshot(snapshot_id, core.config.snapshots_kept)
         except Exception:
             log.exception("shard %d: snapshot failed", core.shard_id)

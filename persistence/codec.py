@@ -54,13 +54,18 @@ from inventory_actors.domain import (
     RestockRows,
     Result,
     SetStock,
+    SetThreshold,
     SettleHold,
     Shortage,
     SkuView,
     StockAdjusted,
+    StockLow,
+    StockRecovered,
     StockRestocked,
     StockSet,
     StockTransferred,
+    ThresholdSet,
+    ThresholdView,
     TransferStock,
     VersionConflict,
 )
@@ -144,6 +149,7 @@ COMMAND_TAGS: dict[type, str] = {
     MarkSettled: "settled",
     ClaimKey: "claim",
     RestockRows: "restock",
+    SetThreshold: "threshold",
 }
 
 # Decoders take the whole tagged row ([tag, fields...]); positional construction keeps the
@@ -169,6 +175,7 @@ _COMMAND_DECODERS: dict[str, Callable[[Sequence[Any]], Command]] = {
     "settled": lambda r: MarkSettled(r[1], r[2]),
     "claim": lambda r: ClaimKey(r[1]),
     "restock": lambda r: RestockRows(r[1], r[2], r[3], *map(tuple, r[4:])),
+    "threshold": lambda r: SetThreshold(r[1], r[2], r[3]),
 }
 
 _COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -190,6 +197,9 @@ EVENT_TAGS: dict[type, str] = {
     ReservationExtended: "reservation-extended",
     ReservationSettled: "reservation-settled",
     StockRestocked: "restocked",
+    ThresholdSet: "threshold-set",
+    StockLow: "stock-low",
+    StockRecovered: "stock-recovered",
 }
 
 _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
@@ -210,6 +220,9 @@ _EVENT_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
     "reservation-extended": lambda f: ReservationExtended(*f),
     "reservation-settled": lambda f: ReservationSettled(*f),
     "restocked": lambda f: StockRestocked(f[0], f[1], f[2], *map(tuple, f[3:])),
+    "threshold-set": lambda f: ThresholdSet(*f),
+    "stock-low": lambda f: StockLow(*f),
+    "stock-recovered": lambda f: StockRecovered(*f),
 }
 
 RESULT_TAGS: dict[type, str] = {
@@ -219,6 +232,7 @@ RESULT_TAGS: dict[type, str] = {
     PruneResult: "pruned",
     KeyClaimed: "claimed",
     RestockResult: "restocked",
+    ThresholdView: "threshold",
     InvalidCommand: "invalid",
     InsufficientStock: "insufficient",
     VersionConflict: "version-conflict",
@@ -235,6 +249,7 @@ _RESULT_DECODERS: dict[str, Callable[[Sequence[Any]], Result | DomainError]] = {
     "pruned": lambda r: PruneResult(*r[1:]),
     "claimed": lambda r: KeyClaimed(*r[1:]),
     "restocked": lambda r: RestockResult(r[1], r[2], r[3], tuple(map(tuple, r[4]))),
+    "threshold": lambda r: ThresholdView(*r[1:]),
     "invalid": lambda r: InvalidCommand(*r[1:]),
     "insufficient": lambda r: InsufficientStock(tuple([Shortage(*x) for x in r[1]])),
     "version-conflict": lambda r: VersionConflict(*r[1:]),

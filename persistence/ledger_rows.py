@@ -104,10 +104,12 @@ def _restocked(event: StockRestocked) -> list[Row]:
 
 
 def _other(event: Event) -> list[Row]:
-    """An event that changes no level: its hold or reservation id, if it has one."""
+    """An event that changes no level: the level it names (a threshold, a crossing) and its
+    hold or reservation id, if it has them."""
     hold_id = getattr(event, "hold_id", None) or getattr(event, "reservation_id", None)
     status = getattr(event, "status", None)
-    return [(*_NOTHING[:8], hold_id, None if status is None else str(status), None)]
+    level = (getattr(event, "sku", None), getattr(event, "location", None))
+    return [(*level, *_NOTHING[:6], hold_id, None if status is None else str(status), None)]
 
 
 _ROWS: dict[type, Callable[[Any], list[Row]]] = {

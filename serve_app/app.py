@@ -34,6 +34,7 @@ from inventory_actors.domain import (
 from inventory_actors.errors import ServiceError
 from inventory_actors.protocol import Outcome
 from serve_app import batch as batch_ops
+from serve_app.alert_routes import add_alert_routes
 from serve_app.feed_routes import add_feed_routes, add_sku_history_routes, sku_at
 from serve_app.keys import Role
 from serve_app.limits import BodyLimit
@@ -411,8 +412,10 @@ def create_app() -> FastAPI:
     )
     add_error_handlers(app)
     add_health_routes(app)
-    # Before the SKU routes: `/v1/skus/X/history` is the history of X, not a SKU "X/history".
+    # Before the SKU routes, whose `{sku}` path would take theirs: `/v1/skus/X/history` is
+    # the history of X, not a SKU "X/history".
     add_sku_history_routes(app)
+    add_alert_routes(app)
     add_stock_routes(app)
     add_reservation_routes(app)
     add_batch_route(app)

@@ -148,3 +148,22 @@ class ShardHealth(BaseModel):
 class ReadyOut(BaseModel):
     ready: bool
     shards: list[ShardHealth]
+
+
+class ThresholdOut(BaseModel):
+    sku: str
+    location: str
+    low_stock_below: int | None = Field(ge=0)
+    low: bool
+
+
+class AlertOut(BaseModel):
+    sku: str
+    location: str
+    available: int = Field(ge=0)
+    low_stock_below: int = Field(ge=0)
+
+
+class AlertsOut(BaseModel):
+    alerts: list[AlertOut]
+    unavailable_shards: list[int]

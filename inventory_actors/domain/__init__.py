@@ -21,6 +21,7 @@ from inventory_actors.domain.commands import (
     ReserveStock,
     RestockRows,
     SetStock,
+    SetThreshold,
     SettleHold,
     TransferStock,
 )
@@ -50,9 +51,12 @@ from inventory_actors.domain.events import (
     ReservationOpened,
     ReservationSettled,
     StockAdjusted,
+    StockLow,
+    StockRecovered,
     StockRestocked,
     StockSet,
     StockTransferred,
+    ThresholdSet,
 )
 from inventory_actors.domain.ledger import Ledger
 from inventory_actors.domain.views import (
@@ -64,6 +68,7 @@ from inventory_actors.domain.views import (
     RestockResult,
     Result,
     SkuView,
+    ThresholdView,
 )
 
 __all__ = [
@@ -112,13 +117,18 @@ __all__ = [
     "RestockRows",
     "Result",
     "SetStock",
+    "SetThreshold",
     "SettleHold",
     "Shortage",
     "SkuView",
     "StockAdjusted",
+    "StockLow",
+    "StockRecovered",
     "StockRestocked",
     "StockSet",
     "StockTransferred",
+    "ThresholdSet",
+    "ThresholdView",
     "TransferStock",
     "VersionConflict",
 ]

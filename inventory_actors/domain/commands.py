@@ -168,6 +168,15 @@ class RestockRows(NamedTuple):
     reasons: tuple[str, ...]
 
 
+class SetThreshold(NamedTuple):
+    """Alert when `available` at one SKU-location falls below `low_stock_below`; None removes
+    the threshold. Not a stock change: the SKU's version stays."""
+
+    sku: str
+    location: str
+    low_stock_below: int | None
+
+
 Command = (
     AdjustStock
     | SetStock
@@ -186,4 +195,5 @@ Command = (
     | MarkSettled
     | ClaimKey
     | RestockRows
+    | SetThreshold
 )

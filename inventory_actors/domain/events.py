@@ -138,6 +138,33 @@ class StockRestocked(NamedTuple):
     reasons: tuple[str, ...]
 
 
+class ThresholdSet(NamedTuple):
+    """The low-stock threshold of one SKU-location; None: it has none any more."""
+
+    sku: str
+    location: str
+    low_stock_below: int | None
+
+
+class StockLow(NamedTuple):
+    """`available` (on_hand - reserved) fell below the level's threshold: once per crossing."""
+
+    sku: str
+    location: str
+    available: int
+    low_stock_below: int
+
+
+class StockRecovered(NamedTuple):
+    """`available` is no longer below the threshold (or the threshold that made the level low
+    was removed: `low_stock_below` is then the removed one). Once per crossing back."""
+
+    sku: str
+    location: str
+    available: int
+    low_stock_below: int
+
+
 Event = (
     StockAdjusted
     | StockSet
@@ -152,4 +179,7 @@ Event = (
     | ReservationExtended
     | ReservationSettled
     | StockRestocked
+    | ThresholdSet
+    | StockLow
+    | StockRecovered
 )

@@ -26,10 +26,12 @@ from inventory_actors.domain.commands import (
     ReserveStock,
     RestockRows,
     SetStock,
+    SetThreshold,
     SettleHold,
     TransferStock,
 )
 from inventory_actors.domain.coordination import CoordinationHandlers
+from inventory_actors.domain.crossings import CrossingHandlers
 from inventory_actors.domain.errors import (
     DomainError,
     HoldExists,
@@ -80,7 +82,7 @@ HOLD_ID_MAX = limits.HOLD_ID_LENGTH_MAX
 _new = tuple.__new__
 
 
-class Ledger(CoordinationHandlers, LedgerState):
+class Ledger(CoordinationHandlers, CrossingHandlers, LedgerState):
     """One shard's stock and holds, changed only by `execute` (live) or `apply` (replay)."""
 
     def __init__(self) -> None:
@@ -105,6 +107,7 @@ class Ledger(CoordinationHandlers, LedgerState):
             MarkSettled: self._mark_settled,
             ClaimKey: self._claim_key,
             RestockRows: self._restock,
+            SetThreshold: self._set_threshold,
         }
 
     def execute(self, command: Command, now_ms: int) -> tuple[Result, list[Event]]:
@@ -117,6 +120,10 @@ class Ledger(CoordinationHandlers, LedgerState):
         self._now_ms = now_ms
         try:
             result = handler(command)
+            # Here, after the handler, so every path that changes levels is covered (restocks
+            # and holds append their events without `_emit`); free without thresholds.
+            if self.thresholds and self._emitted:
+                self._emit_crossings()
         except DomainError:
             if self._emitted:
                 raise InvariantViolation("a command failed after changing state") from None

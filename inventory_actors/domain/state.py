@@ -25,13 +25,17 @@ from inventory_actors.domain.events import (
     ReservationOpened,
     ReservationSettled,
     StockAdjusted,
+    StockLow,
+    StockRecovered,
     StockRestocked,
     StockSet,
     StockTransferred,
+    ThresholdSet,
 )
 from inventory_actors.domain.limits import ON_HAND_MAX
 from inventory_actors.domain.records import Hold, Level, Reservation, Sku
 from inventory_actors.domain.snapshot_io import SnapshotIO
+from inventory_actors.domain.thresholds import LevelKey, ThresholdBook
 from inventory_actors.domain.views import HoldView, LocationView, SkuView
 
 _version_of = operator.attrgetter("version")
@@ -40,11 +44,13 @@ _on_hand_of = operator.attrgetter("on_hand")
 _reserved_of = operator.attrgetter("reserved")
 
 
-class LedgerState(SnapshotIO):
-    """SKUs, their levels and the holds of one shard."""
+class LedgerState(SnapshotIO, ThresholdBook):
+    """SKUs, their levels, the holds and the low-stock thresholds of one shard."""
 
     def __init__(self) -> None:
         self.skus: dict[str, Sku] = {}
+        self.thresholds: dict[LevelKey, int] = {}
+        self.low: set[LevelKey] = set()
         self.holds: dict[str, Hold] = {}
         self.reservations: dict[str, Reservation] = {}
         # Derived: reservations whose decision some remote shard has not applied yet.
@@ -75,6 +81,9 @@ class LedgerState(SnapshotIO):
             ReservationExtended: self._apply_reservation_extended,
             ReservationSettled: self._apply_settled,
             StockRestocked: self._apply_restocked,
+            ThresholdSet: self._apply_threshold_set,
+            StockLow: self._apply_low,
+            StockRecovered: self._apply_recovered,
         }
 
     # -- applying events -------------------------------------------------------------------
@@ -331,6 +340,7 @@ class LedgerState(SnapshotIO):
             raise InvariantViolation("active hold count drifted")
         for reservation in self.reservations.values():
             self._check_reservation(reservation)
+        self.check_thresholds()
 
     def _check_reservation(self, reservation: Reservation) -> None:
         """The home's own part follows the decision: held while the reservation is pending or
@@ -438,4 +448,5 @@ class LedgerState(SnapshotIO):
             )
             for r in self.reservations.values()
         )
-        return (tuple(skus), tuple(holds), tuple(reservations))
+        thresholds = tuple(sorted(self.thresholds.items()))
+        return (tuple(skus), tuple(holds), tuple(reservations), thresholds, tuple(sorted(self.low)))

@@ -65,4 +65,16 @@ class RestockResult(NamedTuple):
     rejects: tuple[tuple[int, str], ...]
 
 
-Result = SkuView | HoldView | ExpiryResult | PruneResult | KeyClaimed | RestockResult
+class ThresholdView(NamedTuple):
+    """One SKU-location's threshold (None: none), its `available` and whether it is low."""
+
+    sku: str
+    location: str
+    low_stock_below: int | None
+    available: int
+    low: bool
+
+
+Result = (
+    SkuView | HoldView | ExpiryResult | PruneResult | KeyClaimed | RestockResult | ThresholdView
+)

@@ -15,6 +15,7 @@ from inventory_actors.domain import (
     ReleaseHold,
     ReserveStock,
     SetStock,
+    SetThreshold,
     TransferStock,
     limits,
 )
@@ -39,6 +40,9 @@ TTL = 60_000
         ReleaseHold("h1"),
         ExtendHold("h1", limits.TTL_MS_MIN),
         ExtendHold("h1", limits.TTL_MS_MAX),
+        SetThreshold("A", "berlin", 0),
+        SetThreshold("A", "berlin", limits.ON_HAND_MAX),
+        SetThreshold("A", "berlin", None),
     ],
     ids=repr,
 )
@@ -94,6 +98,10 @@ def _refusal(command: Command) -> str:
         (ReleaseHold("h" * 65), "64"),
         (ExtendHold("h1", 0), "ttl_seconds"),
         (ExtendHold("h1", limits.TTL_MS_MAX + 1_000), "ttl_seconds"),
+        (SetThreshold("A", "berlin", -1), "low_stock_below"),
+        (SetThreshold("A", "berlin", limits.ON_HAND_MAX + 1), "low_stock_below"),
+        (SetThreshold("A", "berlin", True), "low_stock_below"),
+        (SetThreshold("A", "ber lin", 1), "pattern"),
         (ExpireHolds(10), "cannot be sent by a client"),
         (PruneHolds(0, 10), "cannot be sent by a client"),
     ],

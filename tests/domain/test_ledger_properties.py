@@ -23,10 +23,11 @@ from inventory_actors.domain import (
     ReleaseHold,
     ReserveStock,
     SetStock,
+    SetThreshold,
     TransferStock,
 )
 from inventory_actors.recovery import REPLAY_DECODERS, recover_ledger
-from inventory_actors.snapshots import HOLD_COLUMNS, SKU_COLUMNS
+from inventory_actors.snapshots import HOLD_COLUMNS, SKU_COLUMNS, THRESHOLDS
 from persistence import LogRecord, MemoryShardStore, ShardStore, SqliteShardStore
 from persistence.codec import (
     decode_events,
@@ -91,6 +92,7 @@ commands: st.SearchStrategy[Command] = st.one_of(
     st.builds(ExtendHold, hold_ids, ttls),
     st.builds(ExpireHolds, st.integers(0, 3)),
     st.builds(PruneHolds, st.integers(0, 5_000), st.integers(0, 3)),
+    st.builds(SetThreshold, skus, locations, st.one_of(st.none(), st.integers(0, 8))),
 )
 
 # Most sequences start from a stocked shard, so holds have something to take.
@@ -248,6 +250,19 @@ def _row_chunks(
             rows = ledger.export_skus(chunk) if kind == "skus" else ledger.export_holds(chunk)
             store.add_snapshot_chunk(snapshot_id, kind, encode_rows(rows))
             yield
+    yield from _threshold_chunks(ledger, store, snapshot_id, size)
+
+
+def _threshold_chunks(
+    ledger: Ledger, store: ShardStore, snapshot_id: int, size: int
+) -> Iterator[None]:
+    """The thresholds as they are when each chunk is written, as the Snapshotter does: the
+    keys are listed first, so keys set later are left to the log."""
+    keys = list(ledger.thresholds)
+    for i in range(0, len(keys), size):
+        rows = ledger.export_thresholds(keys[i : i + size])
+        store.add_snapshot_chunk(snapshot_id, THRESHOLDS, encode_rows(rows))
+        yield
 
 
 def _columnar_chunks(
@@ -268,6 +283,7 @@ def _columnar_chunks(
         columns = ledger.export_hold_columns(hold_ids[i : i + size])
         store.add_snapshot_chunk(snapshot_id, HOLD_COLUMNS, encode_rows(columns))
         yield
+    yield from _threshold_chunks(ledger, store, snapshot_id, size)
 
 
 def _fuzzy_snapshot_then_recover(data: st.DataObject, store: ShardStore) -> None:

@@ -50,13 +50,18 @@ from inventory_actors.domain import (
     RestockRows,
     Result,
     SetStock,
+    SetThreshold,
     SettleHold,
     Shortage,
     SkuView,
     StockAdjusted,
+    StockLow,
+    StockRecovered,
     StockRestocked,
     StockSet,
     StockTransferred,
+    ThresholdSet,
+    ThresholdView,
     TransferStock,
     VersionConflict,
 )
@@ -100,6 +105,8 @@ COMMANDS: list[Command] = [
         "rj-1", 3, "delta", (1, 2), ("A", "B"), ("x", "y"), (5, -1), ("restock", "damaged")
     ),
     RestockRows("rj-1", 0, "set", (), (), (), (), ()),
+    SetThreshold("A", "berlin", 10),
+    SetThreshold("A", "berlin", None),
 ]
 
 IMAGE = LevelImage("A", "berlin", 10, 3, 7)
@@ -141,6 +148,10 @@ EVENTS: list[Event] = [
         (1, 9),
         ("restock", "damaged"),
     ),
+    ThresholdSet("A", "berlin", 10),
+    ThresholdSet("A", "berlin", None),
+    StockLow("A", "berlin", 9, 10),
+    StockRecovered("A", "berlin", 10, 10),
 ]
 
 RESULTS: list[Result] = [
@@ -153,6 +164,8 @@ RESULTS: list[Result] = [
     KeyClaimed(1),
     RestockResult("rj-1", 3, 2, ((4, "quantity: must be an integer"), (9, "reason: bad"))),
     RestockResult("rj-1", 4, 0, ()),
+    ThresholdView("A", "berlin", 10, 9, True),
+    ThresholdView("A", "berlin", None, 0, False),
 ]
 
 ERRORS: list[DomainError] = [
@@ -343,3 +356,15 @@ def test_a_line_without_its_location_still_decodes_to_a_full_line_request() -> N
 def test_a_hold_answer_of_the_wrong_shape_does_not_decode(text: str) -> None:
     with pytest.raises((TypeError, ValueError)):
         decode_result(text)
+
+
+def test_crossing_events_keep_the_fields_the_change_feed_reads() -> None:
+    """The feed maps these to `stock.low` / `stock.recovered` by their field names."""
+    text = encode_events([StockLow("A", "berlin", 9, 10), StockRecovered("A", "berlin", 10, 10)])
+    assert json.loads(text) == [
+        ["stock-low", "A", "berlin", 9, 10],
+        ["stock-recovered", "A", "berlin", 10, 10],
+    ]
+    assert StockLow._fields == ("sku", "location", "available", "low_stock_below")
+    assert StockRecovered._fields == StockLow._fields
+    assert ThresholdSet._fields == ("sku", "location", "low_stock_below")
