@@ -183,9 +183,12 @@ def _finished(event: HoldFinished) -> list[FeedEvent]:
     return found
 
 
-def _restocked(event: StockRestocked) -> list[FeedEvent]:
+def _restocked(event: StockRestocked, start: int = 0, stop: int | None = None) -> list[FeedEvent]:
+    """The events of rows [start:stop]: a reader that needs a few rows of a 100,000-row
+    record converts only those."""
     kind = "stock.adjusted" if event.mode == "delta" else "stock.set"
     reference = f"restock:{event.job_id}"
+    rows = slice(start, stop)
     return [
         {
             "type": kind,
@@ -200,13 +203,13 @@ def _restocked(event: StockRestocked) -> list[FeedEvent]:
             "reservation_id": None,
         }
         for sku, location, before, after, reserved, version, reason in zip(
-            event.skus,
-            event.locations,
-            event.on_hand_before,
-            event.on_hand,
-            event.reserved,
-            event.versions,
-            event.reasons,
+            event.skus[rows],
+            event.locations[rows],
+            event.on_hand_before[rows],
+            event.on_hand[rows],
+            event.reserved[rows],
+            event.versions[rows],
+            event.reasons[rows],
             strict=True,
         )
     ]
@@ -259,15 +262,30 @@ def rfc3339(at_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
 
 
-def record_events(shard_id: int, lsn: int, at_ms: int, events_json: str) -> list[FeedEvent]:
-    """Every feed event of one log record, in order, each with its shard, LSN and time."""
+def record_events(
+    shard_id: int, lsn: int, at_ms: int, events_json: str, start: int = 0, stop: int | None = None
+) -> tuple[list[FeedEvent], int]:
+    """The feed events [start:stop] of one log record, in order, each with its shard, LSN and
+    time; and how many events the record has in all."""
     found: list[FeedEvent] = []
-    at = rfc3339(at_ms)
+    total = 0
     for event in decode_events(events_json):
+        if type(event) is StockRestocked:
+            count = len(event.rows)
+            low = max(start - total, 0)
+            high = count if stop is None else min(max(stop - total, 0), count)
+            if low < high:
+                found.extend(_restocked(event, low, high))
+            total += count
+            continue
         for item in events_of(event):
-            item["shard"], item["lsn"], item["at"] = shard_id, lsn, at
-            found.append(item)
-    return found
+            if start <= total and (stop is None or total < stop):
+                found.append(item)
+            total += 1
+    at = rfc3339(at_ms)
+    for item in found:
+        item["shard"], item["lsn"], item["at"] = shard_id, lsn, at
+    return found, total
 
 
 class ShardEvents(NamedTuple):
@@ -280,19 +298,21 @@ class ShardEvents(NamedTuple):
 
 
 def shard_events(
-    shard_id: int, start: Position, records: Sequence[tuple[int, int, str]]
+    shard_id: int, start: Position, records: Sequence[tuple[int, int, str]], limit: int
 ) -> ShardEvents:
-    """The events of a page of `records` (lsn, at_ms, events) read from `start`."""
+    """At most `limit` events of a page of `records` (lsn, at_ms, events) read from `start`."""
     events: list[tuple[int, FeedEvent]] = []
     after: list[Position] = []
     end = start
     for lsn, at_ms, text in records:
-        found = record_events(shard_id, lsn, at_ms, text)
         skip = start.skip if lsn == start.lsn else 0
-        for index in range(skip, len(found)):
-            events.append((at_ms, found[index]))
-            last = index == len(found) - 1
-            after.append(Position(lsn + 1, 0) if last else Position(lsn, index + 1))
+        found, total = record_events(shard_id, lsn, at_ms, text, skip, skip + limit - len(events))
+        for offset, item in enumerate(found):
+            index = skip + offset
+            events.append((at_ms, item))
+            after.append(Position(lsn + 1, 0) if index == total - 1 else Position(lsn, index + 1))
+        if len(events) >= limit:
+            return ShardEvents(events, after, after[-1])
         end = Position(lsn + 1, 0)
     return ShardEvents(events, after, end)
 

@@ -10,7 +10,8 @@ from inventory_actors.calls import await_read
 from inventory_actors.feed import Cursor, Merged, ShardEvents, merge_pages, shard_events
 
 EVENTS_PER_PAGE_MAX = 10_000
-# A shard is asked for about its share of a page, and at least this many records.
+# A shard is asked for about its share of a page (records, and events at most), and at least
+# this many: converting events a page then leaves out would be wasted work.
 RECORDS_PER_SHARD_MIN = 100
 
 
@@ -57,5 +58,5 @@ class FeedReader:
             # Position 0 means "from the oldest retained"; any other must still be in the log.
             if 0 < position.lsn < first_lsn:
                 raise FeedExpired(shard_id, first_lsn)
-            pages.append(shard_events(shard_id, position, records))
+            pages.append(shard_events(shard_id, position, records, per_shard))
         return merge_pages(cursor, pages, limit)

@@ -215,7 +215,8 @@ async def _sku_events(
             ) from None
         page: list[tuple[int, dict[str, Any]]] = []
         for lsn, at_ms, text in records:
-            events = [e for e in record_events(shard_id, lsn, at_ms, text) if e["sku"] == sku]
+            found, _ = record_events(shard_id, lsn, at_ms, text)
+            events = [event for event in found if event["sku"] == sku]
             page.extend((at_ms, event) for event in reversed(events))
         read += len(records)
         yield first_lsn, read, oldest_ms, page
