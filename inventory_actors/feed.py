@@ -24,7 +24,8 @@ from inventory_actors.domain import (
     StockSet,
     StockTransferred,
 )
-from persistence.codec import decode_events
+from inventory_actors.recovery import REPLAY_DECODERS
+from persistence.codec import decode_rows
 
 FeedEvent = dict[str, Any]
 _CURSOR_PREFIX = "f1"
@@ -262,6 +263,12 @@ def rfc3339(at_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at_ms % 1000:03d}Z"
 
 
+def _decode(events_json: str) -> list[Event]:
+    """The record's events, built the way recovery builds them (the log is our own writing):
+    several times cheaper than the codec's checked decoding, which dominated reading."""
+    return [REPLAY_DECODERS[row[0]](row) for row in decode_rows(events_json)]
+
+
 def record_events(
     shard_id: int, lsn: int, at_ms: int, events_json: str, start: int = 0, stop: int | None = None
 ) -> tuple[list[FeedEvent], int]:
@@ -269,7 +276,7 @@ def record_events(
     time; and how many events the record has in all."""
     found: list[FeedEvent] = []
     total = 0
-    for event in decode_events(events_json):
+    for event in _decode(events_json):
         if type(event) is StockRestocked:
             count = len(event.rows)
             low = max(start - total, 0)

@@ -16,6 +16,7 @@ from inventory_actors.domain import SkuView
 from inventory_actors.errors import ShardUnavailable
 from inventory_actors.feed import Cursor, CursorInvalid, Merged, record_events
 from inventory_actors.feed_reader import FeedExpired, FeedReader
+from persistence.codec import dumps
 from serve_app.problems import Problem, not_found, validation
 from serve_app.routing import (
     COMMON_RESPONSES,
@@ -71,7 +72,7 @@ async def _read(reader: FeedReader, cursor: Cursor, limit: int) -> Merged:
 
 
 def _page_body(merged: Merged) -> bytes:
-    events = ",".join(json.dumps(event, separators=(",", ":")) for event, _, _ in merged.events)
+    events = ",".join([dumps(event) for event, _, _ in merged.events])
     return f'{{"events":[{events}],"cursor":"{merged.cursor.encode()}"}}'.encode()
 
 
@@ -165,7 +166,7 @@ def _sse_events(cursor: Cursor, merged: Merged) -> bytes:
     for event, shard_id, position in merged.events:
         positions[shard_id] = position
         token = Cursor(tuple(positions)).encode()
-        data = json.dumps(event, separators=(",", ":"))
+        data = dumps(event)
         parts.append(f"id: {token}\nevent: {event['type']}\ndata: {data}\n\n")
     return "".join(parts).encode()
 
