@@ -62,6 +62,7 @@ from serve_app.routing import (
     service_of,
 )
 from serve_app.service import Caller, fingerprint, scoped_key
+from serve_app.webhook_routes import add_webhook_routes
 
 
 class _AnyText(Convertor[str]):
@@ -421,5 +422,6 @@ def create_app() -> FastAPI:
     add_batch_route(app)
     add_restock_routes(app)
     add_feed_routes(app)
+    add_webhook_routes(app)
     app.add_middleware(BodyLimit)
     return app

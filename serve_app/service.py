@@ -18,6 +18,7 @@ from inventory_actors.errors import IdempotencyKeyReused
 from inventory_actors.partitioning import slot_of
 from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.restock_runtime import jobs_actor
+from inventory_actors.webhook_dispatcher import dispatcher
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
 from serve_app.problems import Problem
@@ -96,6 +97,8 @@ class Service:
         keys = KeyStore.open(Path(settings.data_dir))
         # The restock jobs' book, started now rather than by the first job that needs it.
         jobs_actor(settings.data_dir, settings.namespace)
+        # And the webhook dispatcher, which resumes its subscriptions' deliveries.
+        dispatcher(settings.data_dir, settings.namespace)
         return cls(settings, client, keys, RateLimiter(settings.rate_limits))
 
     # -- who is calling ----------------------------------------------------------------------
