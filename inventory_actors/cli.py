@@ -192,7 +192,25 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     _print_status(_connect(args.data_dir, None))
+    _print_webhooks()
     return 0
+
+
+def _print_webhooks() -> None:
+    """Each webhook subscription's deliveries and dead letters, if the dispatcher runs."""
+    import ray
+
+    from inventory_actors.webhook_dispatcher import DISPATCHER_NAME
+
+    try:
+        hooks = ray.get_actor(DISPATCHER_NAME, namespace="inventory")
+    except ValueError:
+        return
+    for subscription in ray.get(hooks.subscriptions.remote(), timeout=30):
+        print(
+            f"webhook {subscription.subscription_id} {subscription.url}: "
+            f"{subscription.delivered:,} delivered, {subscription.dead_letters:,} dead letters"
+        )
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

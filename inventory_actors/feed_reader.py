@@ -13,6 +13,8 @@ EVENTS_PER_PAGE_MAX = 10_000
 # A shard is asked for about its share of a page (records, and events at most), and at least
 # this many: converting events a page then leaves out would be wasted work.
 RECORDS_PER_SHARD_MIN = 100
+# And about this many bytes of log per event asked (a record is sent whole, at least one): a
+# page of a few thousand events must not ship megabytes of records it will not read.
 
 
 class FeedExpired(Exception):
@@ -43,7 +45,9 @@ class FeedReader:
             *(
                 await_read(
                     shard_id,
-                    shard.read_feed.remote(max(position.lsn - 1, 0), per_shard),
+                    shard.read_feed.remote(
+                        max(position.lsn - 1, 0), per_shard, max(per_shard * 256, 1 << 16)
+                    ),
                     self._timeout_seconds,
                 )
                 for shard_id, (shard, position) in enumerate(
