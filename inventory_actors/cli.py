@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inventory_actors.exports_cli import add_export_parsers
 from inventory_actors.restock_cli import add_restock_parser
@@ -201,12 +201,14 @@ def _print_webhooks() -> None:
     import ray
 
     from inventory_actors.webhook_dispatcher import DISPATCHER_NAME
+    from persistence.webhooks_store import Subscription
 
     try:
-        hooks = ray.get_actor(DISPATCHER_NAME, namespace="inventory")
+        hooks: Any = ray.get_actor(DISPATCHER_NAME, namespace="inventory")
     except ValueError:
         return
-    for subscription in ray.get(hooks.subscriptions.remote(), timeout=30):
+    subscriptions: list[Subscription] = ray.get(hooks.subscriptions.remote(), timeout=30)
+    for subscription in subscriptions:
         print(
             f"webhook {subscription.subscription_id} {subscription.url}: "
             f"{subscription.delivered:,} delivered, {subscription.dead_letters:,} dead letters"
