@@ -30,12 +30,16 @@ class Receiver:
         lags = self.lags_ms
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a real receiver would: one connection per dispatcher lane.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 arrived_ms = time.time() * 1000
                 event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 at_ms = datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
                 lags.append(arrived_ms - at_ms * 1000)
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *_: Any) -> None:

@@ -34,7 +34,7 @@ class DeliveryPolicy:
     backoff_max_seconds: float = 10.0
     request_timeout_seconds: float = 5.0
     # Events of different SKUs go out in parallel over this many lanes; one SKU, one lane.
-    lanes: int = 8
+    lanes: int = 32
 
     def backoff_seconds(self, attempt: int, rng: random.Random) -> float:
         """The pause after failed attempt `attempt` (1-based): uniform in [0, cap], the cap
