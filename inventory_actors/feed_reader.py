@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inventory_actors.calls import await_read
-from inventory_actors.feed import Cursor, Merged, ShardEvents, merge_pages, shard_events
+from inventory_actors.feed import Cursor, Merged, ShardEvents, merge_pages
 
 EVENTS_PER_PAGE_MAX = 10_000
 # A shard is asked for about its share of a page (records, and events at most), and at least
@@ -45,9 +45,7 @@ class FeedReader:
             *(
                 await_read(
                     shard_id,
-                    shard.read_feed.remote(
-                        max(position.lsn - 1, 0), per_shard, max(per_shard * 256, 1 << 16)
-                    ),
+                    shard.feed_page.remote(position, per_shard, max(per_shard * 256, 1 << 16)),
                     self._timeout_seconds,
                 )
                 for shard_id, (shard, position) in enumerate(
@@ -56,11 +54,11 @@ class FeedReader:
             )
         )
         pages: list[ShardEvents] = []
-        for shard_id, ((first_lsn, records), position) in enumerate(
+        for shard_id, ((first_lsn, page), position) in enumerate(
             zip(answers, cursor.positions, strict=True)
         ):
             # Position 0 means "from the oldest retained"; any other must still be in the log.
             if 0 < position.lsn < first_lsn:
                 raise FeedExpired(shard_id, first_lsn)
-            pages.append(shard_events(shard_id, position, records, per_shard))
+            pages.append(page)
         return merge_pages(cursor, pages, limit)

@@ -16,6 +16,7 @@ from inventory_actors.calls import await_outcomes
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import HoldView, InvalidCommand, SkuView, ThresholdView
 from inventory_actors.domain.thresholds import Alert
+from inventory_actors.feed import Position, ShardEvents, shard_events
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.restock_chunk import RestockChunk
 from inventory_actors.shard_core import ShardCore
@@ -141,6 +142,15 @@ class ShardActor:
         assert core.store is not None
         records = core.store.read_log_events(after_lsn, max(1, min(limit, LOG_PAGE_RECORDS_MAX)))
         return core.store.first_lsn(), _within(records, byte_limit)
+
+    async def feed_page(
+        self, start: Position, limit: int, byte_limit: int
+    ) -> tuple[int, ShardEvents]:
+        """The change feed's next events of this shard from `start`, at most `limit`, turned
+        into encoded events here, where the log is (shards do this in parallel); with the
+        oldest LSN the log still holds."""
+        first_lsn, records = await self.read_feed(max(start.lsn - 1, 0), limit, byte_limit)
+        return first_lsn, shard_events(self._core.shard_id, start, records, limit)
 
     async def read_history(
         self, needle: str, until_ms: int, before_lsn: int, limit: int

@@ -8,6 +8,7 @@ so a crash or restart delivers a page again rather than skipping it.
 """
 
 import asyncio
+import json
 import logging
 import random
 import secrets
@@ -20,11 +21,10 @@ import ray
 
 from inventory_actors.client import InventoryClient
 from inventory_actors.errors import ShardUnavailable
-from inventory_actors.feed import Cursor, Position
+from inventory_actors.feed import Cursor, FeedItem, Position
 from inventory_actors.feed_reader import FeedExpired, FeedReader
 from inventory_actors.protocol import ShardStatus
 from inventory_actors.webhooks import SIGNATURE_HEADER, DeliveryPolicy, lanes, signature, wanted
-from persistence.codec import dumps
 from persistence.webhooks_store import WEBHOOKS_FILE, DeadLetter, Subscription, WebhooksStore
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class WebhookDispatcher:
                 "webhook %s: events expired; from the oldest kept", subscription.subscription_id
             )
             merged = await self._reader.read(Cursor.start(shard_count), PAGE_EVENTS)
-        matching = [event for event, _, _ in merged.events if wanted(event, subscription.events)]
+        matching = [item for item, _, _ in merged.events if wanted(item, subscription.events)]
         results = await asyncio.gather(
             *(self._lane(subscription, lane) for lane in lanes(matching, self._policy.lanes))
         )
@@ -160,9 +160,7 @@ class WebhookDispatcher:
             return True
         return False
 
-    async def _lane(
-        self, subscription: Subscription, events: list[dict[str, Any]]
-    ) -> list[DeadLetter]:
+    async def _lane(self, subscription: Subscription, events: list[FeedItem]) -> list[DeadLetter]:
         """One SKU lane, in order: each event delivered or given up before the next."""
         dead = []
         for event in events:
@@ -171,10 +169,8 @@ class WebhookDispatcher:
                 dead.append(letter)
         return dead
 
-    async def _deliver(
-        self, subscription: Subscription, event: dict[str, Any]
-    ) -> DeadLetter | None:
-        body = dumps(event).encode()
+    async def _deliver(self, subscription: Subscription, event: FeedItem) -> DeadLetter | None:
+        body = event.text.encode()
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: signature(subscription.secret, body),
@@ -195,7 +191,11 @@ class WebhookDispatcher:
             if attempt < self._policy.attempts_max:
                 await asyncio.sleep(self._policy.backoff_seconds(attempt, self._rng))
         return DeadLetter(
-            subscription.subscription_id, event, self._policy.attempts_max, error, _now_ms()
+            subscription.subscription_id,
+            json.loads(event.text),
+            self._policy.attempts_max,
+            error,
+            _now_ms(),
         )
 
 

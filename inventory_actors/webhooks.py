@@ -7,7 +7,8 @@ import random
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from inventory_actors.feed import FeedItem
 
 EVENT_TYPES = frozenset(
     {
@@ -43,8 +44,8 @@ class DeliveryPolicy:
         return rng.uniform(0, cap)
 
 
-def wanted(event: dict[str, Any], types: Sequence[str]) -> bool:
-    return not types or event["type"] in types
+def wanted(event: FeedItem, types: Sequence[str]) -> bool:
+    return not types or event.type in types
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -52,10 +53,10 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def lanes(events: Sequence[dict[str, Any]], count: int) -> list[list[dict[str, Any]]]:
+def lanes(events: Sequence[FeedItem], count: int) -> list[list[FeedItem]]:
     """`events` split into `count` lanes by SKU, each in the given order: a SKU's events stay
     in one lane, so they are delivered one after another, in order."""
-    split: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    split: list[list[FeedItem]] = [[] for _ in range(count)]
     for event in events:
-        split[zlib.crc32(str(event["sku"]).encode()) % count].append(event)
+        split[zlib.crc32(str(event.sku).encode()) % count].append(event)
     return [lane for lane in split if lane]

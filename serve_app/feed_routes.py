@@ -16,7 +16,6 @@ from inventory_actors.domain import SkuView
 from inventory_actors.errors import ShardUnavailable
 from inventory_actors.feed import Cursor, CursorInvalid, Merged, record_events
 from inventory_actors.feed_reader import FeedExpired, FeedReader
-from persistence.codec import dumps
 from serve_app.problems import Problem, not_found, validation
 from serve_app.routing import (
     COMMON_RESPONSES,
@@ -72,7 +71,7 @@ async def _read(reader: FeedReader, cursor: Cursor, limit: int) -> Merged:
 
 
 def _page_body(merged: Merged) -> bytes:
-    events = ",".join([dumps(event) for event, _, _ in merged.events])
+    events = ",".join([item.text for item, _, _ in merged.events])
     return f'{{"events":[{events}],"cursor":"{merged.cursor.encode()}"}}'.encode()
 
 
@@ -163,11 +162,10 @@ async def _sse(request: Request, reader: FeedReader, start: Cursor) -> AsyncIter
 def _sse_events(cursor: Cursor, merged: Merged) -> bytes:
     positions = list(cursor.positions)
     parts = []
-    for event, shard_id, position in merged.events:
+    for item, shard_id, position in merged.events:
         positions[shard_id] = position
         token = Cursor(tuple(positions)).encode()
-        data = dumps(event)
-        parts.append(f"id: {token}\nevent: {event['type']}\ndata: {data}\n\n")
+        parts.append(f"id: {token}\nevent: {item.type}\ndata: {item.text}\n\n")
     return "".join(parts).encode()
 
 

@@ -3,6 +3,7 @@ with SIGKILL, every acknowledged change appears exactly once, in each shard's LS
 cursor older than the retention is refused."""
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -40,7 +41,7 @@ def read_all(
         except Exception:  # a shard restarting: the cursor stays valid, read again
             time.sleep(0.05)
             continue
-        found.extend(event for event, _, _ in merged.events)
+        found.extend(json.loads(item.text) for item, _, _ in merged.events)
         cursor = merged.cursor
         if not merged.events:
             return found, cursor

@@ -1,6 +1,8 @@
 """The feed's pure parts: cursors, a record's events, pages that end inside a record, merging
 shards oldest first, and stepping over records without events."""
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,11 +21,14 @@ from inventory_actors.feed import (
     Cursor,
     CursorInvalid,
     Position,
+    events_of,
     merge_pages,
     record_events,
+    record_items,
+    rfc3339,
     shard_events,
 )
-from persistence.codec import encode_events
+from persistence.codec import decode_events, encode_events
 
 A = LevelImage("A", "x", 10, 2, 5)
 
@@ -74,10 +79,11 @@ def test_a_page_may_end_inside_a_record_and_the_next_continues_there() -> None:
         (3, 300, restock(2)),
     ]
     first = shard_events(0, Position(0, 0), records, 3)
-    assert [e["location"] for _, e in first.events] == ["L0", "L1", "L2"]
+    assert [json.loads(item.text)["location"] for item in first.events] == ["L0", "L1", "L2"]
     assert first.end == Position(1, 3)
     second = shard_events(0, first.end, records, 10)
-    assert [(e["lsn"], e["location"]) for _, e in second.events] == [
+    parsed = [json.loads(item.text) for item in second.events]
+    assert [(e["lsn"], e["location"]) for e in parsed] == [
         (1, "L3"), (1, "L4"), (3, "L0"), (3, "L1"),
     ]  # fmt: skip
     assert second.end == Position(4, 0)
@@ -106,7 +112,8 @@ def test_reading_page_by_page_gives_every_event_once_in_each_shards_order(
             for s, log in enumerate(logs)
         ]
         merged = merge_pages(cursor, pages, limit)
-        seen.extend((e["shard"], e["lsn"], e["location"]) for e, _, _ in merged.events)
+        events = [json.loads(item.text) for item, _, _ in merged.events]
+        seen.extend((e["shard"], e["lsn"], e["location"]) for e in events)
         cursor = merged.cursor
         if not merged.events:
             break
@@ -119,3 +126,20 @@ def test_reading_page_by_page_gives_every_event_once_in_each_shards_order(
     for shard_id in range(len(shards)):
         mine = [item for item in seen if item[0] == shard_id]
         assert mine == sorted(mine, key=lambda item: (item[1], int(item[2][1:])))
+
+
+def test_the_encoded_text_of_an_event_is_the_event() -> None:
+    """Items are formatted by hand for speed: they must parse to the converters' dicts."""
+    placed = HoldPlaced("h1", (HoldLine("A", "x", 2),), 9, 'cart "7"', (A,))
+    text = encode_events([StockAdjusted(A, 4, "received", None), placed])
+    items, _ = record_items(3, 8, 1_000, text)
+    for item, event in zip(items, events_of_record(text), strict=True):
+        assert json.loads(item.text) == {**event, "shard": 3, "lsn": 8, "at": rfc3339(1_000)}
+        assert (item.type, item.sku, item.at_ms) == (event["type"], event["sku"], 1_000)
+    restocked, _ = record_items(0, 1, 5, restock(3), 1, 3)
+    assert [json.loads(item.text)["location"] for item in restocked] == ["L1", "L2"]
+    assert json.loads(restocked[0].text)["reference"] == "restock:rj"
+
+
+def events_of_record(text: str) -> list[dict[str, object]]:
+    return [item for event in decode_events(text) for item in events_of(event)]
