@@ -27,6 +27,10 @@ from serve_app.routing import (
 )
 from serve_app.service import Service
 
+# A cursor is URL-safe base64; bounded so that a request line carrying one (even for hundreds
+# of shards) fits the ingress's buffers.
+CursorText = Annotated[str | None, Query(max_length=8_192, pattern=r"^[A-Za-z0-9_-]*$")]
+
 PAGE_DEFAULT = 1_000
 STREAM_PAGE = 500
 # A stream with nothing to send looks again this often (the feed's delivery lag when idle).
@@ -94,7 +98,7 @@ def add_feed_routes(app: FastAPI) -> None:
     async def events(
         request: Request,
         caller: Reader,
-        cursor: Annotated[str | None, Query(max_length=4_096)] = None,
+        cursor: CursorText = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = PAGE_DEFAULT,
     ) -> Response:
         service = service_of(request)
@@ -104,15 +108,23 @@ def add_feed_routes(app: FastAPI) -> None:
 
     @app.get(
         "/v1/events/stream",
-        responses=COMMON_RESPONSES,
+        response_class=StreamingResponse,
+        responses={
+            **COMMON_RESPONSES,
+            200: {
+                "description": "Events as they are committed; each `id:` is a cursor",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+        },
         summary="The change feed as Server-Sent Events; resume with Last-Event-ID",
     )
     async def stream(
         request: Request,
         caller: Reader,
-        cursor: Annotated[str | None, Query(max_length=4_096)] = None,
+        cursor: CursorText = None,
         last_event_id: Annotated[
-            str | None, Header(alias="Last-Event-ID", max_length=4_096)
+            str | None,
+            Header(alias="Last-Event-ID", max_length=8_192, pattern=r"^[A-Za-z0-9_-]*$"),
         ] = None,
     ) -> Response:
         service = service_of(request)
