@@ -8,7 +8,6 @@ LSN and how many of its events were read. A cursor holds one position per shard.
 """
 
 import base64
-import heapq
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -267,8 +266,26 @@ def rfc3339(at_ms: int) -> str:
 
 def _decode(events_json: str) -> list[Event]:
     """The record's events, built the way recovery builds them (the log is our own writing):
-    several times cheaper than the codec's checked decoding, which dominated reading."""
-    return [REPLAY_DECODERS[row[0]](row) for row in decode_rows(events_json)]
+    several times cheaper than the codec's checked decoding, which dominated reading. The last
+    few large records are kept decoded: readers page through a restock record of thousands of
+    rows a share at a time, and decoding it whole each time was most of their cost."""
+    if len(events_json) < _DECODED_KEPT_MIN_BYTES:
+        return [REPLAY_DECODERS[row[0]](row) for row in decode_rows(events_json)]
+    key = hash(events_json)
+    cached = _decoded.get(key)
+    if cached is not None and cached[0] == events_json:
+        return cached[1]
+    events = [REPLAY_DECODERS[row[0]](row) for row in decode_rows(events_json)]
+    _decoded[key] = (events_json, events)
+    while len(_decoded) > _DECODED_KEPT:
+        del _decoded[next(iter(_decoded))]
+    return events
+
+
+# Decoded large records kept per process (a reader per shard: a few suffice).
+_DECODED_KEPT = 8
+_DECODED_KEPT_MIN_BYTES = 64 * 1024
+_decoded: dict[int, tuple[str, list[Event]]] = {}
 
 
 class FeedItem(NamedTuple):
@@ -373,32 +390,43 @@ def record_events(
 
 
 class ShardEvents(NamedTuple):
-    """A shard's events read from `start`, and its position after each of them."""
+    """A shard's events read from `start`, and its position after each of them. Columns of
+    plain values, not an object per event: it travels between processes, and pickling
+    thousands of small named tuples cost more than making them."""
 
-    events: list[FeedItem]
-    after: list[Position]
+    at_ms: list[int]
+    types: list[str]
+    skus: list[str | None]
+    texts: list[str]
+    after: list[tuple[int, int]]
     # Where the shard stands when every event above is taken (past eventless records too).
     end: Position
+
+    def item(self, index: int) -> FeedItem:
+        return FeedItem(self.at_ms[index], self.types[index], self.skus[index], self.texts[index])
 
 
 def shard_events(
     shard_id: int, start: Position, records: Sequence[tuple[int, int, str]], limit: int
 ) -> ShardEvents:
     """At most `limit` events of a page of `records` (lsn, at_ms, events) read from `start`."""
-    events: list[FeedItem] = []
-    after: list[Position] = []
-    end = start
+    page = ShardEvents([], [], [], [], [], start)
     for lsn, at_ms, text in records:
         skip = start.skip if lsn == start.lsn else 0
-        found, total = record_items(shard_id, lsn, at_ms, text, skip, skip + limit - len(events))
-        for offset in range(len(found)):
+        found, total = record_items(
+            shard_id, lsn, at_ms, text, skip, skip + limit - len(page.texts)
+        )
+        for offset, item in enumerate(found):
             index = skip + offset
-            after.append(Position(lsn + 1, 0) if index == total - 1 else Position(lsn, index + 1))
-        events.extend(found)
-        if len(events) >= limit:
-            return ShardEvents(events, after, after[-1])
-        end = Position(lsn + 1, 0)
-    return ShardEvents(events, after, end)
+            page.at_ms.append(item.at_ms)
+            page.types.append(item.type)
+            page.skus.append(item.sku)
+            page.texts.append(item.text)
+            page.after.append((lsn + 1, 0) if index == total - 1 else (lsn, index + 1))
+        if len(page.texts) >= limit:
+            return page._replace(end=Position(*page.after[-1]))
+        page = page._replace(end=Position(lsn + 1, 0))
+    return page
 
 
 class Merged(NamedTuple):
@@ -411,24 +439,29 @@ class Merged(NamedTuple):
 
 def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Merged:
     """At most `limit` events of the shards' pages, oldest first (by commit time, then shard;
-    each shard's own in LSN order), and the cursor after them."""
-    heads = [
-        (page.events[0].at_ms, shard_id, 0) for shard_id, page in enumerate(pages) if page.events
-    ]
-    heapq.heapify(heads)
+    each shard's own in LSN order), and the cursor after them.
+
+    One sort in C instead of a heap in Python: each event's key is the latest commit time of
+    its shard so far (never decreasing within a shard, even if the clock stepped back) with
+    its shard and index, so the sort keeps every shard's own order, as a k-way merge would."""
+    keys: list[tuple[int, int, int]] = []
+    for shard_id, page in enumerate(pages):
+        latest = 0
+        for index, at_ms in enumerate(page.at_ms):
+            latest = max(latest, at_ms)
+            keys.append((latest, shard_id, index))
+    keys.sort()
+    del keys[limit:]
     taken = [0] * len(pages)
     merged: list[tuple[FeedItem, int, Position]] = []
-    while heads and len(merged) < limit:
-        _, shard_id, index = heapq.heappop(heads)
+    for _, shard_id, index in keys:
         page = pages[shard_id]
-        merged.append((page.events[index], shard_id, page.after[index]))
+        merged.append((page.item(index), shard_id, Position(*page.after[index])))
         taken[shard_id] = index + 1
-        if index + 1 < len(page.events):
-            heapq.heappush(heads, (page.events[index + 1].at_ms, shard_id, index + 1))
     for shard_id, page in enumerate(pages):
         count = taken[shard_id]
-        if count == len(page.events):
+        if count == len(page.texts):
             cursor = cursor.with_position(shard_id, page.end)
         elif count:
-            cursor = cursor.with_position(shard_id, page.after[count - 1])
+            cursor = cursor.with_position(shard_id, Position(*page.after[count - 1]))
     return Merged(merged, cursor)

@@ -140,8 +140,9 @@ class ShardActor:
         core = self._core
         core.require_available()
         assert core.store is not None
-        records = core.store.read_log_events(after_lsn, max(1, min(limit, LOG_PAGE_RECORDS_MAX)))
-        return core.store.first_lsn(), _within(records, byte_limit)
+        limit = max(1, min(limit, LOG_PAGE_RECORDS_MAX))
+        records = core.store.read_log_page(after_lsn, limit, byte_limit)
+        return core.store.first_lsn(), records
 
     async def feed_page(
         self, start: Position, limit: int, byte_limit: int

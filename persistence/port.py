@@ -77,6 +77,19 @@ class ShardStore(ABC):
         ]
         return found[::-1][:limit]
 
+    def read_log_page(
+        self, after_lsn: int, limit: int, byte_limit: int
+    ) -> list[tuple[int, int, str]]:
+        """`read_log_events`, stopping once about `byte_limit` bytes of events are read (at
+        least one record): a page of a log of large records reads only what it returns."""
+        records = self.read_log_events(after_lsn, limit)
+        size = 0
+        for count, (_, _, events) in enumerate(records):
+            size += len(events)
+            if size > byte_limit and count > 0:
+                return records[:count]
+        return records
+
     def read_log_events(self, after_lsn: int, limit: int) -> list[tuple[int, int, str]]:
         """(lsn, at_ms, events) of the records `read_log` returns: what replay needs. Backends
         may read it more cheaply, without the commands."""

@@ -132,6 +132,27 @@ class SqliteShardStore(ShardStore):
             (before_lsn, until_ms, needle, limit),
         )
 
+    def read_log_page(
+        self, after_lsn: int, limit: int, byte_limit: int
+    ) -> list[tuple[int, int, str]]:
+        # SQLite hands rows over one step at a time: stop stepping at the byte limit.
+        try:
+            rows = self._conn.execute(
+                "SELECT lsn, at_ms, events FROM log WHERE lsn > ? ORDER BY lsn LIMIT ?",
+                (after_lsn, limit),
+            )
+            page: list[tuple[int, int, str]] = []
+            size = 0
+            for row in rows:
+                page.append(row)
+                size += len(row[2])
+                if size > byte_limit:
+                    break
+            rows.close()
+        except sqlite3.Error as error:
+            raise StorageError(f"read failed: {error}") from error
+        return page
+
     def read_log_events(self, after_lsn: int, limit: int) -> list[tuple[int, int, str]]:
         # Neither the command column nor a LogRecord per row: recovery reads 100,000s of them.
         return self._query(

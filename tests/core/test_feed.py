@@ -79,17 +79,17 @@ def test_a_page_may_end_inside_a_record_and_the_next_continues_there() -> None:
         (3, 300, restock(2)),
     ]
     first = shard_events(0, Position(0, 0), records, 3)
-    assert [json.loads(item.text)["location"] for item in first.events] == ["L0", "L1", "L2"]
+    assert [json.loads(text)["location"] for text in first.texts] == ["L0", "L1", "L2"]
     assert first.end == Position(1, 3)
     second = shard_events(0, first.end, records, 10)
-    parsed = [json.loads(item.text) for item in second.events]
+    parsed = [json.loads(text) for text in second.texts]
     assert [(e["lsn"], e["location"]) for e in parsed] == [
         (1, "L3"), (1, "L4"), (3, "L0"), (3, "L1"),
     ]  # fmt: skip
     assert second.end == Position(4, 0)
     # A page of records without events moves the cursor past them all the same.
     empty = shard_events(0, Position(2, 0), records[1:2], 10)
-    assert (empty.events, empty.end) == ([], Position(3, 0))
+    assert (empty.texts, empty.end) == ([], Position(3, 0))
 
 
 @settings(max_examples=100, deadline=None)
