@@ -9,7 +9,7 @@ LSN and how many of its events were read. A cursor holds one position per shard.
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
@@ -430,11 +430,24 @@ def shard_events(
 
 
 class Merged(NamedTuple):
-    """Events in the order given out, each with its shard and that shard's position after
-    it (what a stream's per-event cursor is made of), and the cursor after all of them."""
+    """The events given out, in order, as (shard, index) into the shards' pages, and the
+    cursor after all of them. Items are made only for readers that want them one by one: a
+    page's answer needs only the texts."""
 
-    events: list[tuple[FeedItem, int, Position]]
+    pages: Sequence[ShardEvents]
+    order: list[tuple[int, int]]
     cursor: Cursor
+
+    def texts(self) -> list[str]:
+        pages = self.pages
+        return [pages[shard_id].texts[index] for shard_id, index in self.order]
+
+    def items(self) -> Iterator[tuple[FeedItem, int, Position]]:
+        """Each event with its shard and that shard's position after it (what a stream's
+        per-event cursor is made of)."""
+        for shard_id, index in self.order:
+            page = self.pages[shard_id]
+            yield page.item(index), shard_id, Position(*page.after[index])
 
 
 def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Merged:
@@ -453,10 +466,8 @@ def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Mer
     keys.sort()
     del keys[limit:]
     taken = [0] * len(pages)
-    merged: list[tuple[FeedItem, int, Position]] = []
-    for _, shard_id, index in keys:
-        page = pages[shard_id]
-        merged.append((page.item(index), shard_id, Position(*page.after[index])))
+    order = [(shard_id, index) for _, shard_id, index in keys]
+    for shard_id, index in order:
         taken[shard_id] = index + 1
     for shard_id, page in enumerate(pages):
         count = taken[shard_id]
@@ -464,4 +475,4 @@ def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Mer
             cursor = cursor.with_position(shard_id, page.end)
         elif count:
             cursor = cursor.with_position(shard_id, Position(*page.after[count - 1]))
-    return Merged(merged, cursor)
+    return Merged(pages, order, cursor)

@@ -145,7 +145,7 @@ class WebhookDispatcher:
                 "webhook %s: events expired; from the oldest kept", subscription.subscription_id
             )
             merged = await self._reader.read(Cursor.start(shard_count), PAGE_EVENTS)
-        matching = [item for item, _, _ in merged.events if wanted(item, subscription.events)]
+        matching = [item for item, _, _ in merged.items() if wanted(item, subscription.events)]
         results = await asyncio.gather(
             *(self._lane(subscription, lane) for lane in lanes(matching, self._policy.lanes))
         )

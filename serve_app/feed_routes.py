@@ -75,7 +75,7 @@ async def _read(reader: FeedReader, cursor: Cursor, limit: int) -> Merged:
 
 
 def _page_body(merged: Merged) -> bytes:
-    events = ",".join([item.text for item, _, _ in merged.events])
+    events = ",".join(merged.texts())
     return f'{{"events":[{events}],"cursor":"{merged.cursor.encode()}"}}'.encode()
 
 
@@ -160,13 +160,13 @@ async def _sse(request: Request, reader: FeedReader, start: Cursor) -> AsyncIter
             except FeedExpired as error:
                 yield _sse_error(_expired(error))
                 return
-            if merged.events:
+            if merged.order:
                 yield _sse_events(cursor, merged)
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent > STREAM_HEARTBEAT_SECONDS:
                 yield b": keep-alive\n\n"
                 last_sent = time.monotonic()
-            if not merged.events:
+            if not merged.order:
                 await asyncio.sleep(STREAM_POLL_SECONDS)
             cursor = merged.cursor
 
@@ -174,7 +174,7 @@ async def _sse(request: Request, reader: FeedReader, start: Cursor) -> AsyncIter
 def _sse_events(cursor: Cursor, merged: Merged) -> bytes:
     positions = list(cursor.positions)
     parts = []
-    for item, shard_id, position in merged.events:
+    for item, shard_id, position in merged.items():
         positions[shard_id] = position
         token = Cursor(tuple(positions)).encode()
         parts.append(f"id: {token}\nevent: {item.type}\ndata: {item.text}\n\n")

@@ -41,9 +41,9 @@ def read_all(
         except Exception:  # a shard restarting: the cursor stays valid, read again
             time.sleep(0.05)
             continue
-        found.extend(json.loads(item.text) for item, _, _ in merged.events)
+        found.extend(json.loads(text) for text in merged.texts())
         cursor = merged.cursor
-        if not merged.events:
+        if not merged.order:
             return found, cursor
 
 

@@ -112,10 +112,10 @@ def test_reading_page_by_page_gives_every_event_once_in_each_shards_order(
             for s, log in enumerate(logs)
         ]
         merged = merge_pages(cursor, pages, limit)
-        events = [json.loads(item.text) for item, _, _ in merged.events]
+        events = [json.loads(text) for text in merged.texts()]
         seen.extend((e["shard"], e["lsn"], e["location"]) for e in events)
         cursor = merged.cursor
-        if not merged.events:
+        if not merged.order:
             break
     expected = [
         (shard_id, lsn, f"L{i}") for shard_id, counts in enumerate(shards)
