@@ -185,38 +185,6 @@ def _finished(event: HoldFinished) -> list[FeedEvent]:
     return found
 
 
-def _restocked(event: StockRestocked, start: int = 0, stop: int | None = None) -> list[FeedEvent]:
-    """The events of rows [start:stop]: a reader that needs a few rows of a 100,000-row
-    record converts only those."""
-    kind = "stock.adjusted" if event.mode == "delta" else "stock.set"
-    reference = f"restock:{event.job_id}"
-    rows = slice(start, stop)
-    return [
-        {
-            "type": kind,
-            "sku": sku,
-            "location": location,
-            "before": _before(before, reserved),
-            "after": _before(after, reserved),
-            "delta": after - before,
-            "reason": reason,
-            "reference": reference,
-            "version": version,
-            "reservation_id": None,
-        }
-        for sku, location, before, after, reserved, version, reason in zip(
-            event.skus[rows],
-            event.locations[rows],
-            event.on_hand_before[rows],
-            event.on_hand[rows],
-            event.reserved[rows],
-            event.versions[rows],
-            event.reasons[rows],
-            strict=True,
-        )
-    ]
-
-
 def _crossing(kind: str) -> Callable[[Any], list[FeedEvent]]:
     """stock.low / stock.recovered: the level's available against its threshold."""
 
@@ -246,7 +214,9 @@ _CONVERTERS: dict[str, Callable[[Any], list[FeedEvent]]] = {
     "StockTransferred": _transferred,
     "HoldPlaced": _placed,
     "HoldFinished": _finished,
-    "StockRestocked": _restocked,
+    "StockRestocked": lambda event: [
+        json.loads(item.text) for item in _restocked_items(event, 0, len(event.rows), 0, "{")
+    ],
     "StockLow": _crossing("stock.low"),
     "StockRecovered": _crossing("stock.recovered"),
 }
