@@ -7,7 +7,7 @@ pydantic answer models only document them in `/openapi.json`.
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -35,7 +35,7 @@ from inventory_actors.errors import ServiceError
 from inventory_actors.protocol import Outcome
 from serve_app import batch as batch_ops
 from serve_app.alert_routes import add_alert_routes
-from serve_app.feed_routes import add_feed_routes, add_sku_history_routes, sku_at
+from serve_app.feed_routes import AsOf, add_feed_routes, add_sku_history_routes, as_of_answer
 from serve_app.keys import Role
 from serve_app.limits import BodyLimit
 from serve_app.models import (
@@ -133,16 +133,11 @@ def add_stock_routes(app: FastAPI) -> None:
         request: Request,
         sku: SkuPath,
         caller: Reader,
-        as_of: Annotated[
-            str | None, Query(max_length=64, description="RFC 3339: the SKU as it stood then")
-        ] = None,
+        as_of: AsOf = None,
     ) -> Response:
         service = service_of(request)
         if as_of is not None:
-            view, _ = await sku_at(service, sku, as_of)
-            if view is None:
-                raise not_found(f"SKU {sku!r} had had no stock change by {as_of}")
-            return json_response(sku_body(view), headers=caller.headers)
+            return await as_of_answer(service, sku, as_of, caller)
         view = (await service.client.get_skus_async([sku]))[0]
         if view is None:
             raise not_found(f"SKU {sku!r} has never had stock")

@@ -17,6 +17,7 @@ from inventory_actors.errors import ShardUnavailable
 from inventory_actors.feed import Cursor, CursorInvalid, Merged, record_events
 from inventory_actors.feed_reader import FeedExpired, FeedReader
 from serve_app.problems import Problem, not_found, validation
+from serve_app.render import sku_body
 from serve_app.routing import (
     COMMON_RESPONSES,
     Reader,
@@ -25,7 +26,7 @@ from serve_app.routing import (
     responses_with,
     service_of,
 )
-from serve_app.service import Service
+from serve_app.service import Caller, Service
 
 # A cursor is URL-safe base64; bounded so that a request line carrying one (even for hundreds
 # of shards) fits the ingress's buffers.
@@ -243,6 +244,17 @@ async def _history(service: Service, sku: str, limit: int) -> list[tuple[int, di
         if len(found) >= limit:
             break
     return found
+
+
+AsOf = Annotated[str | None, Query(max_length=64, description="RFC 3339: the SKU as it stood then")]
+
+
+async def as_of_answer(service: Service, sku: str, as_of: str, caller: Caller) -> Response:
+    """`GET /v1/skus/{sku}?as_of=`: the SKU then, or 404 if it had no stock change by then."""
+    view, _ = await sku_at(service, sku, as_of)
+    if view is None:
+        raise not_found(f"SKU {sku!r} had had no stock change by {as_of}")
+    return json_response(sku_body(view), headers=caller.headers)
 
 
 async def sku_at(service: Service, sku: str, as_of: str) -> tuple[SkuView | None, str]:
