@@ -2,9 +2,11 @@
 shard, and both kept across a snapshot and a restart."""
 
 import asyncio
+from typing import Any
 
 import pytest
 import ray
+from ray.exceptions import RayError
 
 from inventory_actors.client import InventoryClient
 from inventory_actors.domain import LineRequest, ThresholdView
@@ -66,6 +68,14 @@ def test_a_retried_threshold_with_its_key_is_answered_from_its_record(
     assert client.alerts() == [("K-1", "x", 0, 3)]
 
 
+def _gone(shard: Any) -> bool:
+    try:
+        ray.get(shard.ping.remote(), timeout=2)
+    except RayError:
+        return True
+    return False
+
+
 def test_alerts_of_a_shard_that_is_down_are_reported_missing_not_absent(
     make_client: ClientFactory,
 ) -> None:
@@ -74,6 +84,8 @@ def test_alerts_of_a_shard_that_is_down_are_reported_missing_not_absent(
     client.set_threshold(up, "x", 1)
     client.set_threshold(down, "x", 1)
     ray.kill(client.shards[1], no_restart=True)
+    # A kill takes effect a moment later: until then the shard may still answer.
+    wait_for(lambda: _gone(client.shards[1]), 30, "shard 1 to be gone")
     found, missing = asyncio.run(client.alerts_async(timeout_seconds=10))
     assert found == [(up, "x", 0, 1)]
     assert missing == [1]
