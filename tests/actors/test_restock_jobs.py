@@ -255,7 +255,10 @@ def test_killing_a_shard_and_the_driver_mid_job_then_rerunning_applies_every_row
 
     wait_for(lambda: applied() > 0, 120, "the job to apply its first chunk")
     os.kill(_shard_pids(client)[1], signal.SIGKILL)
-    wait_for(lambda: applied() >= 200_000, 120, "the job to go on after the shard restarted")
+    at_kill = applied()
+    # The driver dies as soon as the job has gone on past the shard's restart: early enough
+    # that most of the file is still to do, however fast this machine applies it.
+    wait_for(lambda: applied() > at_kill, 120, "the job to go on after the shard restarted")
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     partly = applied()
