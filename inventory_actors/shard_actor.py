@@ -23,6 +23,7 @@ from inventory_actors.shard_core import ShardCore
 from inventory_actors.wire import decode_submission_texts, encode_outcomes, encode_submissions
 from persistence import SqliteShardStore
 from persistence.exports import stock_table
+from persistence.port import within_bytes
 
 ACTOR_NAME_PREFIX = "inventory-shard-"
 DEFAULT_NAMESPACE = "inventory"
@@ -44,16 +45,6 @@ def shard_name(shard_id: int) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _within(records: list[tuple[int, int, str]], byte_limit: int) -> list[tuple[int, int, str]]:
-    """The first of `records` that fit in about `byte_limit` bytes of events; at least one."""
-    size = 0
-    for count, (_, _, events) in enumerate(records):
-        size += len(events)
-        if size > byte_limit and count > 0:
-            return records[:count]
-    return records
 
 
 @ray.remote(  # type: ignore[call-overload]
@@ -167,7 +158,7 @@ class ShardActor:
         records = store.read_log_matching(needle, until_ms, before_lsn, limit)
         first = store.first_lsn()
         oldest = store.read_log_events(first - 1, 1)
-        return first, oldest[0][1] if oldest else None, _within(records, LOG_PAGE_BYTES_MAX)
+        return first, oldest[0][1] if oldest else None, within_bytes(records, LOG_PAGE_BYTES_MAX)
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)

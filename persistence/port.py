@@ -82,13 +82,7 @@ class ShardStore(ABC):
     ) -> list[tuple[int, int, str]]:
         """`read_log_events`, stopping once about `byte_limit` bytes of events are read (at
         least one record): a page of a log of large records reads only what it returns."""
-        records = self.read_log_events(after_lsn, limit)
-        size = 0
-        for count, (_, _, events) in enumerate(records):
-            size += len(events)
-            if size > byte_limit and count > 0:
-                return records[:count]
-        return records
+        return within_bytes(self.read_log_events(after_lsn, limit), byte_limit)
 
     def read_log_events(self, after_lsn: int, limit: int) -> list[tuple[int, int, str]]:
         """(lsn, at_ms, events) of the records `read_log` returns: what replay needs. Backends
@@ -103,3 +97,16 @@ class ShardStore(ABC):
             if len(page) < page_size:
                 return
             after_lsn = page[-1].lsn
+
+
+def within_bytes(
+    records: list[tuple[int, int, str]], byte_limit: int
+) -> list[tuple[int, int, str]]:
+    """The first of (lsn, at_ms, events) `records` whose events fit in about `byte_limit`
+    bytes; at least one."""
+    size = 0
+    for count, (_, _, events) in enumerate(records):
+        size += len(events)
+        if size > byte_limit and count > 0:
+            return records[:count]
+    return records
