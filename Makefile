@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= ./data
 SHARDS ?= 4
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The fast Serve ingress (see docs); harmless until the HTTP app is deployed.
 export RAY_SERVE_ENABLE_HA_PROXY ?= 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
-.PHONY: run stop test lint bench bench-http bench-carts bench-restock clean
+.PHONY: run stop test lint tools bench bench-http bench-carts bench-restock clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,7 +44,6 @@ bench-restock: $(BIN)/.installed
 
 # HTTP load through Serve with wrk; installs wrk with apt-get when it is missing.
 # BENCH_ARGS=--quick for a smoke run, --profile to py-spy the replica.
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench-http: $(BIN)/.installed
 	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 	$(BIN)/python -m bench.http_throughput $(BENCH_ARGS)
@@ -52,6 +52,15 @@ bench-http: $(BIN)/.installed
 bench-carts: $(BIN)/.installed
 	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 	$(BIN)/python -m bench.http_carts $(BENCH_ARGS)
+
+# System tools some tests use: headless Chromium and its driver (the console's browser test) and
+# promtool (checks the alert rules). CI runs this before `make test`; elsewhere those tests are
+# skipped without them.
+tools:
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && \
+	  command -v promtool >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update && \
+	    $(SUDO) apt-get install -y chromium chromium-driver prometheus; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

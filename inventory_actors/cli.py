@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 DEFAULT_DATA_DIR = "./data"
 DASHBOARD_PORT = 8265
 HTTP_PORT = 8000
+# Ray's Prometheus endpoint on this node (`/metrics`): the service's metrics and Ray's own.
+METRICS_PORT = 8080
 # `inventory up` in the foreground exits this long after the cluster went away.
 CLUSTER_CHECK_SECONDS = 5.0
 # The fast Serve ingress: several times the default proxy's throughput on small nodes.
@@ -53,6 +55,8 @@ def _start_head(num_cpus: int | None) -> None:
         "--include-dashboard",
         "true",
         "--disable-usage-stats",
+        "--metrics-export-port",
+        str(METRICS_PORT),
     ]
     if num_cpus is not None:
         command += ["--num-cpus", str(num_cpus)]
@@ -134,6 +138,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"Ray dashboard: http://127.0.0.1:{DASHBOARD_PORT}"
         "  (if it asks for a token: `ray get-auth-token` prints it)"
     )
+    print(f"Console: {url}/console  Metrics (Prometheus): http://127.0.0.1:{METRICS_PORT}/metrics")
     print(f"Data directory: {data_dir}")
     if admin_key is not None:
         print(f"Admin API key (shown once, keep it): {admin_key}")

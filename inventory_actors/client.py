@@ -166,10 +166,16 @@ class InventoryClient:
         ]
         return Pending(outcomes, parts, self.call_timeout_seconds)
 
-    async def call_shard(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
+    async def call_shard(
+        self,
+        shard_id: int,
+        submissions: Sequence[Submission],
+        request_ids: Sequence[str] = (),
+    ) -> list[Outcome]:
         """One call to one shard, awaited. The caller has validated and routed every command
-        (see `shard_of`); the HTTP app uses this to send coalesced requests."""
-        ref = self.shards[shard_id].execute.remote(encode_submissions(submissions))
+        (see `shard_of`); the HTTP app uses this to send coalesced requests, with the id of
+        each one's request for the shard's logs."""
+        ref = self.shards[shard_id].execute.remote(encode_submissions(submissions), request_ids)
         return await await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
 
     def execute(self, submissions: Sequence[Submission], validate: bool = True) -> list[Outcome]:

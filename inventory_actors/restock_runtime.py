@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from inventory_actors import json_logging
 from inventory_actors.client import InventoryClient
 from inventory_actors.restock import JobFailed, JobRunner, RejectsFile, Source
 from inventory_actors.restock_jobs import Begun, JobBook, JobProgress, JobSpec
@@ -43,7 +44,7 @@ def restock_task(
     rejects_path: str | None,
 ) -> JobRecord | None:
     """Run a job to its end and record how it ended; the final record."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    json_logging.configure("restock-job")
     jobs: Any = ray.get_actor(JOBS_ACTOR_NAME, namespace=namespace)
     client = InventoryClient.connect(data_dir, namespace=namespace)
 

@@ -1,8 +1,8 @@
 """The shard actor: a thin Ray shell around ShardCore. One per SKU group, named
 `inventory-shard-<i>` in its namespace, detached, restarted forever, never retried."""
 
+import asyncio
 import gc
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -12,12 +12,15 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from inventory_actors import json_logging
+from inventory_actors.call_log import log_call
 from inventory_actors.calls import await_outcomes
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import HoldView, InvalidCommand, SkuView, ThresholdView
 from inventory_actors.domain.thresholds import Alert
 from inventory_actors.feed import Position, ShardEvents, shard_events
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from inventory_actors.ray_metrics import ShardMetrics
 from inventory_actors.restock_chunk import RestockChunk
 from inventory_actors.shard_core import ShardCore
 from inventory_actors.wire import decode_submission_texts, encode_outcomes, encode_submissions
@@ -59,7 +62,7 @@ def _now_ms() -> int:
 )
 class ShardActor:
     def __init__(self, shard_id: int, path: str, config: ShardConfig, namespace: str) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        json_logging.configure("shard")
         # The process is this shard's alone. A call decodes a thousand commands into objects
         # that live until it is answered; with the default threshold (700) each call would run
         # several young collections and promote all of them to older generations.
@@ -74,6 +77,8 @@ class ShardActor:
         # Ray runs an async actor's __init__ on its event loop, so the timers start here and
         # holds expire after a restart even if no request ever arrives.
         self._core.start()
+        self._metrics = ShardMetrics(shard_id)
+        self._metrics_task = asyncio.get_running_loop().create_task(self._metrics.run(self._core))
 
     def _open_store(self) -> SqliteShardStore:
         self._store = SqliteShardStore(Path(self._path))
@@ -90,13 +95,16 @@ class ShardActor:
         return await await_outcomes(shard_id, len(submissions), ref, PEER_CALL_TIMEOUT_SECONDS)
 
     @ray.method(num_returns=1, max_task_retries=0, retry_exceptions=False)
-    async def execute(self, payload: str) -> str:
-        """Run encoded submissions (see `wire`); answer their encoded outcomes, in order."""
+    async def execute(self, payload: str, request_ids: Sequence[str] = ()) -> str:
+        """Run encoded submissions (see `wire`); answer their encoded outcomes, in order.
+        `request_ids`, when given, names the HTTP request of each submission, for the logs."""
         try:
             submissions, texts = decode_submission_texts(payload)
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise ValueError(f"undecodable submissions: {error}") from None
-        return encode_outcomes(await self._core.submit_texts(submissions, texts))
+        outcomes = await self._core.submit_texts(submissions, texts)
+        log_call(self._core.shard_id, submissions, outcomes, request_ids)
+        return encode_outcomes(outcomes)
 
     @ray.method(num_returns=1, max_task_retries=0, retry_exceptions=False)
     async def restock(self, chunk: RestockChunk) -> Outcome:

@@ -9,7 +9,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from inventory_actors.domain import (
     Command,
     DomainError,
     ExpireHolds,
+    ExpiryResult,
     HoldView,
     InvalidCommand,
     Ledger,
@@ -108,6 +109,13 @@ class ShardCounters:
     recovery_seconds: float = 0.0
     settled: int = 0
     settle_failures: int = 0
+    expired_holds: int = 0
+
+
+# Called after each durable batch with its size and the seconds its log write took.
+BatchObserver = Callable[[int, float], None]
+# Commands answered, by (command type, outcome): "ok", "replayed" or the error's slug.
+Tally = Counter[tuple[type, str]]
 
 
 class ShardCore:
@@ -129,6 +137,8 @@ class ShardCore:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.counters = ShardCounters()
+        self.tally: Tally = Counter()
+        self.on_batch: BatchObserver | None = None
         self.store: ShardStore | None = None
         self.ledger = Ledger()
         self.last_lsn = 0
@@ -265,10 +275,14 @@ class ShardCore:
             for _, _, sub, text in batch:
                 outcome, lsn = self._run(sub, text, now_ms, lsn, stored, records, idempotency)
                 outcomes.append(outcome)
+            started = time.perf_counter()
             self.store.append(records, idempotency)
+            commit_seconds = time.perf_counter() - started
         except Exception as error:
             self._fail_batch(batch, error)
             return
+        if self.on_batch is not None:
+            self.on_batch(len(batch), commit_seconds)
         self.last_lsn = lsn
         self.counters.batches += 1
         self.counters.commands += len(batch)
@@ -294,13 +308,17 @@ class ShardCore:
             prior = stored.get(key)
             if prior is not None:
                 if prior.fingerprint != fingerprint:
+                    self.tally[type(sub.command), IdempotencyKeyReused.slug] += 1
                     return Outcome(IdempotencyKeyReused(key)), lsn
+                self.tally[type(sub.command), "replayed"] += 1
                 return Outcome(decode_result(prior.result), True, prior.lsn), lsn
         result: Result | DomainError
         try:
             result, events = self.ledger.execute(sub.command, now_ms)
+            self.tally[type(sub.command), "ok"] += 1
         except DomainError as error:
             result, events = error, []
+            self.tally[type(sub.command), error.slug] += 1
         record_lsn = None
         if events:
             lsn = record_lsn = lsn + 1
@@ -349,6 +367,8 @@ class ShardCore:
             due_ms = self.ledger.next_expiry_ms() if self.available else None
             if due_ms is not None and due_ms <= self.clock_ms():
                 outcome = await self.run_command(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
+                if isinstance(outcome.value, ExpiryResult):
+                    self.counters.expired_holds += outcome.value.expired
                 if not outcome.ok:
                     log.warning("shard %d: expiry failed: %r", self.shard_id, outcome.value)
 

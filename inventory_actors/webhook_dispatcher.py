@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import ray
 
+from inventory_actors import json_logging
 from inventory_actors.client import InventoryClient
 from inventory_actors.errors import ShardUnavailable
 from inventory_actors.feed import Cursor, FeedItem, Position
@@ -49,7 +50,7 @@ def _now_ms() -> int:
 )
 class WebhookDispatcher:
     def __init__(self, data_dir: str, namespace: str, policy: DeliveryPolicy | None = None) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        json_logging.configure("webhooks")
         self._store = WebhooksStore(Path(data_dir) / WEBHOOKS_FILE)
         self._client = InventoryClient.connect(data_dir, namespace=namespace)
         self._reader = FeedReader(self._client.shards, READ_TIMEOUT_SECONDS)

@@ -33,6 +33,7 @@ from inventory_actors.domain import (
 )
 from inventory_actors.errors import ServiceError
 from inventory_actors.protocol import Outcome
+from inventory_actors.ray_metrics import make_metric
 from serve_app import batch as batch_ops
 from serve_app.alert_routes import add_alert_routes
 from serve_app.feed_routes import AsOf, add_feed_routes, add_sku_history_routes, as_of_answer
@@ -43,10 +44,11 @@ from serve_app.models import (
     BatchOut,
     QueryBody,
     QueryOut,
-    ReadyOut,
     ReservationOut,
     SkuOut,
 )
+from serve_app.observability import HttpMetrics, Observability
+from serve_app.operator_routes import add_health_routes, add_operator_routes
 from serve_app.problems import Problem, not_found, problem_of, validation
 from serve_app.render import etag, reservation_body, sku_body
 from serve_app.restock_routes import add_restock_routes
@@ -323,33 +325,6 @@ def add_batch_route(app: FastAPI) -> None:
         return json_response({"results": results}, headers=caller.headers)
 
 
-def add_health_routes(app: FastAPI) -> None:
-    @app.get("/healthz", summary="200 while the process serves")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        response_model=ReadyOut,
-        responses={503: {"model": ReadyOut, "description": "Some shard is not ready"}},
-        summary="200 once every shard is recovered and reachable",
-    )
-    async def readyz(request: Request) -> Response:
-        service = service_of(request)
-        statuses = await service.client.status_async(service.settings.readiness_timeout_seconds)
-        shards = []
-        for shard_id, status in enumerate(statuses):
-            if isinstance(status, ServiceError):
-                shards.append({"shard": shard_id, "state": "unreachable", "detail": status.detail})
-            elif not status.available:
-                shards.append({"shard": shard_id, "state": "recovering", "detail": None})
-            else:
-                shards.append({"shard": shard_id, "state": "ready", "detail": None})
-        ready = all(shard["state"] == "ready" for shard in shards)
-        headers = {} if ready else {"Retry-After": "1"}
-        return json_response({"ready": ready, "shards": shards}, 200 if ready else 503, headers)
-
-
 def add_error_handlers(app: FastAPI) -> None:
     def rate_headers(request: Request) -> dict[str, str]:
         headers: dict[str, str] = getattr(request.state, "rate_headers", {})
@@ -418,5 +393,8 @@ def create_app() -> FastAPI:
     add_restock_routes(app)
     add_feed_routes(app)
     add_webhook_routes(app)
+    add_operator_routes(app)
     app.add_middleware(BodyLimit)
+    # Outermost, so it sees every answer, 413s from BodyLimit included.
+    app.add_middleware(Observability, metrics=HttpMetrics(make_metric))
     return app

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 
 from inventory_actors.errors import Overloaded
 from inventory_actors.protocol import Outcome, Submission
+from inventory_actors.request_context import request_id
 
-ShardCall = Callable[[int, Sequence[Submission]], Awaitable[list[Outcome]]]
+# (shard id, submissions, the request id of each submission) -> outcomes.
+ShardCall = Callable[[int, Sequence[Submission], Sequence[str]], Awaitable[list[Outcome]]]
+# A waiting command: its submission, its request's id ("" when none) and its answer to be.
+_Pending = tuple[Submission, str, "asyncio.Future[Outcome]"]
 
 
 @dataclass
@@ -27,7 +31,7 @@ class CoalescerStats:
 
 @dataclass
 class _Shard:
-    pending: list[tuple[Submission, "asyncio.Future[Outcome]"]] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
     in_flight: int = 0
 
 
@@ -62,7 +66,10 @@ class Coalescer:
             return [Outcome(full)] * len(submissions)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in submissions]
-        shard.pending.extend(zip(submissions, futures, strict=True))
+        rid = request_id.get() or ""
+        shard.pending.extend(
+            (sub, rid, future) for sub, future in zip(submissions, futures, strict=True)
+        )
         self._dispatch(shard_id, shard)
         # Each call is bounded by the client's call timeout, so these futures always settle.
         if len(futures) == 1:  # a single request: await it without gather's wrapper future
@@ -82,22 +89,23 @@ class Coalescer:
         self,
         shard_id: int,
         shard: _Shard,
-        batch: list[tuple[Submission, "asyncio.Future[Outcome]"]],
+        batch: list[_Pending],
     ) -> None:
         self.stats.calls += 1
         self.stats.commands += len(batch)
         try:
-            outcomes = await self._call_shard(shard_id, [sub for sub, _ in batch])
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            submissions = [sub for sub, _, _ in batch]
+            outcomes = await self._call_shard(shard_id, submissions, [rid for _, rid, _ in batch])
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
         except asyncio.CancelledError:
-            for _, future in batch:
+            for _, _, future in batch:
                 future.cancel()
             raise
         except Exception as error:
             # The call itself failed (not a command): every waiter hears why.
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
         finally:

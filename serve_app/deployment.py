@@ -3,7 +3,6 @@
 `build_app` is what `serve deploy serve_config.yaml` imports; `inventory up` calls `deploy`.
 """
 
-import logging
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,10 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from inventory_actors import json_logging
+from inventory_actors.ray_metrics import make_metric
 from serve_app.app import create_app
+from serve_app.operator_routes import ShardWatch
 from serve_app.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Service, Settings, current_service, install_service
 
@@ -49,12 +51,15 @@ app = create_app()
 @serve.ingress(app)
 class InventoryApi:
     def __init__(self, settings: Settings) -> None:
-        logging.basicConfig(level=logging.INFO)
+        json_logging.configure("api")
         install_service(Service.start(settings))
+        self._shard_watch = ShardWatch(make_metric)
 
     async def check_health(self) -> None:
-        """Serve restarts a replica whose check fails; shards have their own health."""
-        current_service()
+        """Serve restarts a replica whose check fails: it fails when the replica has no
+        service. A shard that is down does not fail it (other replicas could not do better);
+        the check records what it finds of the shards as `inventory_shard_up`."""
+        await self._shard_watch.refresh(current_service())
 
 
 def settings_from(args: dict[str, Any]) -> Settings:

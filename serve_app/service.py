@@ -53,6 +53,10 @@ class Settings:
     # The longest reservation (and extension) this deployment accepts; the contract allows up
     # to 24 h, a deployment may choose less.
     ttl_seconds_max: int = 86_400
+    # One JSON log line per request (route, status, duration, request id). Off by default:
+    # Serve keeps its own access log, and at thousands of requests a second the lines cost.
+    # Failed (5xx) and slow requests are logged either way.
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.ttl_seconds_max <= TTL_MS_MAX // 1000:

@@ -243,7 +243,9 @@ def test_killing_a_shard_and_the_driver_mid_job_then_rerunning_applies_every_row
 ) -> None:
     client, data_dir, namespace = cluster
     path = tmp_path / "big.parquet"
-    rows = 600_000
+    # Big enough that the job is still running when the shard has restarted (600,000 rows
+    # could be done in a second and a half, before the kill took effect).
+    rows = 1_500_000
     table = stock_file(path, rows, skus=3_000, locations=4)
     spec = job_spec(path, "delta", "parquet", path.name)
     jobs = jobs_actor(data_dir, namespace)

@@ -93,6 +93,7 @@ def http_app(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
             data_dir=str(data_dir),
             shards=SHARDS,
             namespace=namespace,
+            access_log=True,
             rate_limits=RateLimits(
                 reader=RoleLimit(100, 100),
                 writer=RoleLimit(5000, 5000),

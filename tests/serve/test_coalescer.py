@@ -8,6 +8,7 @@ import pytest
 from inventory_actors.domain import ExpireHolds, ExpiryResult
 from inventory_actors.errors import Overloaded
 from inventory_actors.protocol import Outcome, Submission
+from inventory_actors.request_context import request_id
 from serve_app.coalescer import Coalescer
 
 
@@ -16,11 +17,16 @@ class RecordingShards:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
+        self.request_ids: list[list[str]] = []
         self.gate = asyncio.Event()
         self.fail_with: Exception | None = None
 
-    async def call(self, shard_id: int, subs: Sequence[Submission]) -> list[Outcome]:
+    async def call(
+        self, shard_id: int, subs: Sequence[Submission], request_ids: Sequence[str]
+    ) -> list[Outcome]:
+        assert len(request_ids) == len(subs)
         self.calls.append((shard_id, len(subs)))
+        self.request_ids.append(list(request_ids))
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
@@ -109,5 +115,28 @@ def test_a_failed_call_fails_its_callers_and_not_the_next_call() -> None:
         shards.fail_with = None
         answer = await asyncio.wait_for(coalescer.submit(0, [sub(3)]), 5)
         assert answer[0].value == ExpiryResult(3)
+
+    asyncio.run(scenario())
+
+
+def test_each_command_travels_with_its_requests_id() -> None:
+    async def scenario() -> None:
+        shards = RecordingShards()
+        coalescer = Coalescer(shards.call, calls_in_flight_max=1)
+
+        async def from_request(rid: str | None, n: int) -> list[Outcome]:
+            request_id.set(rid)  # each task runs in a copy of the context
+            return await coalescer.submit(0, [sub(n)] * n)
+
+        first = asyncio.create_task(from_request("first", 1))
+        await until(lambda: len(shards.calls) == 1)
+        later = [
+            asyncio.create_task(from_request("second", 2)),
+            asyncio.create_task(from_request(None, 1)),
+        ]
+        await until(lambda: coalescer.pending_count(0) == 3)
+        shards.gate.set()
+        await settle([first, *later])
+        assert shards.request_ids == [["first"], ["second", "second", ""]]
 
     asyncio.run(scenario())

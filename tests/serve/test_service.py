@@ -53,7 +53,9 @@ class FakeClient:
         sku = command.lines[0].sku if isinstance(command, ReserveStock) else command.sku
         return 0 if sku < "m" else 1
 
-    async def call_shard(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
+    async def call_shard(
+        self, shard_id: int, submissions: Sequence[Submission], request_ids: Sequence[str] = ()
+    ) -> list[Outcome]:
         self.calls.append((shard_id, list(submissions)))
         return [self.answer(sub) for sub in submissions]
 
