@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export RAY_SERVE_ENABLE_HA_PROXY ?= 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
-.PHONY: run stop test lint tools bench bench-http bench-carts bench-restock clean
+.PHONY: run stop test lint tools wrk bench bench-smoke bench-engine bench-http bench-carts bench-restock clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,26 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(BIN)/.installed lint
+# The suite's smoke run first, so pytest's summary closes the output.
+test: $(BIN)/.installed lint bench-smoke
 	$(BIN)/python -m pytest
 
-bench: $(BIN)/.installed
+# The benchmark suite: S1-S7 against the PostgreSQL, SQLite and Redis baselines and a no-op
+# endpoint, in one run (about 15 minutes); report in bench/results/<date>.md/.json/.png.
+# bench/setup.sh installs and starts PostgreSQL and Redis (apt-get) and the suite stops them.
+bench: $(BIN)/.installed wrk
+	$(BIN)/python -m bench.suite $(BENCH_ARGS)
+
+# Every scenario of the suite for a few seconds (part of `make test`, so the suite cannot rot);
+# its report goes to bench/results/smoke/.
+bench-smoke: $(BIN)/.installed wrk
+	$(BIN)/python -m bench.suite --smoke
+
+wrk:
+	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+
+# The engine alone: throughput through the shard actors, recovery time, memory per level.
+bench-engine: $(BIN)/.installed
 	$(BIN)/python -m bench.shard_throughput
 	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.memory
@@ -44,13 +60,11 @@ bench-restock: $(BIN)/.installed
 
 # HTTP load through Serve with wrk; installs wrk with apt-get when it is missing.
 # BENCH_ARGS=--quick for a smoke run, --profile to py-spy the replica.
-bench-http: $(BIN)/.installed
-	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+bench-http: $(BIN)/.installed wrk
 	$(BIN)/python -m bench.http_throughput $(BENCH_ARGS)
 
 # Five-line carts across five shards over HTTP, reserved then committed (wrk as above).
-bench-carts: $(BIN)/.installed
-	command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+bench-carts: $(BIN)/.installed wrk
 	$(BIN)/python -m bench.http_carts $(BENCH_ARGS)
 
 # System tools some tests use: headless Chromium and its driver (the console's browser test) and

@@ -83,11 +83,12 @@ function done(summary, latency, requests)
   io.write(string.format(
     'WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
     .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
-    .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f},'
+    .. '"latency_us":{"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f},'
     .. '"statuses":{%s},"ops_ok":%d}\\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max,
     latency.mean, table.concat(parts, ","), ok))
 end
 """
@@ -257,24 +258,31 @@ def run_wrk(
     return result
 
 
+def write_scripts(tmp: Path, key: str, skus: int, batch_size: int) -> dict[str, Path]:
+    """The wrk scripts of the scenarios noop, spread, hot and batch, written into `tmp`."""
+    headers = LUA_HEADERS.format(key=key)
+    one_line = {"lines": [{"sku": sku_name(0), "quantity": 1}], "ttl_seconds": TTL_SECONDS}
+    small = json.dumps(one_line, separators=(",", ":"))
+    sources = {
+        "noop": LUA_STATIC.format(path=f"{NOOP_PREFIX}/noop", body=small),
+        "spread": LUA_SPREAD.format(skus=skus, ttl=TTL_SECONDS),
+        "hot": LUA_STATIC.format(path="/v1/reservations", body=small),
+        "batch": LUA_BATCH.format(skus=skus, ttl=TTL_SECONDS, size=batch_size),
+    }
+    scripts = {}
+    for name, source in sources.items():
+        path = tmp / f"{name}.lua"
+        path.write_text(LUA_COMMON + headers + source)
+        scripts[name] = path
+    return scripts
+
+
 class Runner:
     """Generates the Lua scripts and runs wrk against one Serve instance."""
 
     def __init__(self, url: str, key: str, args: argparse.Namespace, tmp: Path) -> None:
         self.url, self.key, self.args, self.tmp = url, key, args, tmp
-        headers = LUA_HEADERS.format(key=key)
-        small = json.dumps({"lines": [{"sku": sku_name(0), "quantity": 1}]} | {"ttl_seconds": 60})
-        sources = {
-            "noop": LUA_STATIC.format(path=f"{NOOP_PREFIX}/noop", body=small),
-            "spread": LUA_SPREAD.format(skus=args.skus, ttl=TTL_SECONDS),
-            "hot": LUA_STATIC.format(path="/v1/reservations", body=small),
-            "batch": LUA_BATCH.format(skus=args.skus, ttl=TTL_SECONDS, size=args.batch_size),
-        }
-        self.scripts = {}
-        for name, source in sources.items():
-            path = tmp / f"{name}.lua"
-            path.write_text(LUA_COMMON + headers + source)
-            self.scripts[name] = path
+        self.scripts = write_scripts(tmp, key, args.skus, args.batch_size)
         self.watched: dict[str, list[int]] = {}
 
     def run(self, scenario: str, script: str, seconds: float | None = None) -> dict[str, Any]:
@@ -352,7 +360,7 @@ class ServeStack:
     replicas: int
     calls_in_flight: int
 
-    def settings(self, calls_in_flight: int) -> Any:
+    def settings(self, calls_in_flight: int, rate_limits: Any = None) -> Any:
         from serve_app.rate_limit import RateLimits  # noqa: PLC0415
         from serve_app.service import Settings  # noqa: PLC0415
 
@@ -361,15 +369,19 @@ class ServeStack:
             shards=self.shards,
             namespace=self.namespace,
             calls_in_flight_per_shard=calls_in_flight,
-            rate_limits=RateLimits.disabled(),
+            rate_limits=rate_limits or RateLimits.disabled(),
         )
 
-    def redeploy(self, calls_in_flight: int) -> None:
+    def redeploy(self, calls_in_flight: int, rate_limits: Any = None) -> None:
+        """Deploy the app again: rate limits disabled unless `rate_limits` are given."""
         from serve_app.deployment import deploy  # noqa: PLC0415
 
-        deploy(self.settings(calls_in_flight), num_replicas=self.replicas)
+        deploy(self.settings(calls_in_flight, rate_limits), num_replicas=self.replicas)
         self.calls_in_flight = calls_in_flight
         wait_ready(self.url, self.key)
+
+    def redeploy_with(self, rate_limits: Any) -> None:
+        self.redeploy(self.calls_in_flight, rate_limits)
 
 
 @contextmanager

@@ -39,11 +39,16 @@ class HttpMetrics:
         self._factory = metric_factory
         self._latency: Any = None
         self._exported: dict[str, Any] = {}
+        # Tags per (route, method), made once: routes are templates, so there are few.
+        self._tags: dict[tuple[str, str], dict[str, str]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests[route, method, status] += 1
         if self._latency is not None:
-            self._latency.observe(seconds, tags={"route": route, "method": method})
+            tags = self._tags.get((route, method))
+            if tags is None:
+                tags = self._tags[route, method] = {"route": route, "method": method}
+            self._latency.observe(seconds, tags=tags)
 
     def export(self) -> None:
         requests, self.requests = self.requests, Counter()
@@ -55,13 +60,21 @@ class HttpMetrics:
         for reason, count in rejections.items():
             counter.inc(count, tags={"reason": reason})
 
-    async def run(self) -> None:
-        """Make the Ray metrics (in the replica's process) and export every second."""
+    def create(self) -> bool:
+        """Make the Ray metrics, once, in this process (a replica); False without Ray."""
+        if self._exported:
+            return True
         if self._factory is None or not ray.is_initialized():
-            return
+            return False
         for spec in (names.HTTP_REQUESTS, names.HTTP_REJECTIONS, names.HTTP_REQUEST_SECONDS):
             self._exported[spec.name] = self._factory(spec)
         self._latency = self._exported[names.HTTP_REQUEST_SECONDS.name]
+        return True
+
+    async def run(self) -> None:
+        """Export every second, for as long as the replica serves."""
+        if not self.create():
+            return
         while True:
             await asyncio.sleep(EXPORT_INTERVAL_SECONDS)
             self.export()
