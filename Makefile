@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export RAY_SERVE_ENABLE_HA_PROXY ?= 1
 export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
-.PHONY: run stop test lint tools wrk bench bench-smoke bench-engine bench-http bench-carts bench-restock clean
+.PHONY: run stop test lint tools wrk bench bench-smoke bench-engine bench-http bench-carts bench-restock chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench-http: $(BIN)/.installed wrk
 # Five-line carts across five shards over HTTP, reserved then committed (wrk as above).
 bench-carts: $(BIN)/.installed wrk
 	$(BIN)/python -m bench.http_carts $(BENCH_ARGS)
+
+# The long fault-injection run (30 minutes of load, hundreds of faults of every kind) on a private
+# multi-node cluster; report in artifacts/chaos/report.md. `make test` runs a two-minute one.
+CHAOS_SECONDS ?= 1800
+chaos: $(BIN)/.installed
+	$(BIN)/python -m chaos.run --seconds $(CHAOS_SECONDS) --clients 48 --out artifacts/chaos $(CHAOS_ARGS)
 
 # System tools some tests use: headless Chromium and its driver (the console's browser test) and
 # promtool (checks the alert rules). CI runs this before `make test`; elsewhere those tests are

@@ -384,6 +384,21 @@ class ServeStack:
         self.redeploy(self.calls_in_flight, rate_limits)
 
 
+def private_serve_files() -> Path:
+    """Point Serve's HAProxy files and fallback port at this run's own (they default to fixed
+    paths and ports, shared with anyone else's Serve on the machine); the directory to remove
+    afterwards. Call before Ray starts."""
+    # A short directory: HAProxy refuses socket paths over 97 characters.
+    haproxy = Path(tempfile.mkdtemp(prefix="hp"))
+    for name, file in (("CONFIG_FILE_LOC", "cfg"), ("SOCKET_PATH", "sock")):
+        os.environ[f"RAY_SERVE_HAPROXY_{name}"] = str(haproxy / file)
+    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy / "state")
+    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy)
+    for port in ("FALLBACK_PROXY_HTTP_PORT", "HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT"):
+        os.environ[f"RAY_SERVE_{port}"] = str(free_port())
+    return haproxy
+
+
 @contextmanager
 def serve_stack(shards: int, replicas: int, default_proxy: bool) -> Iterator[ServeStack]:
     """Start Ray, Serve (the fast ingress unless `default_proxy`) and the app with rate limits
@@ -395,14 +410,7 @@ def serve_stack(shards: int, replicas: int, default_proxy: bool) -> Iterator[Ser
         else:
             os.environ.setdefault(name, value)
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    # HAProxy's files default to a fixed path: keep this run's apart from anyone else's (in a
-    # short directory: HAProxy refuses socket paths over 97 characters).
-    haproxy = Path(tempfile.mkdtemp(prefix="hp"))
-    for name, file in (("CONFIG_FILE_LOC", "cfg"), ("SOCKET_PATH", "sock")):
-        os.environ[f"RAY_SERVE_HAPROXY_{name}"] = str(haproxy / file)
-    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy / "state")
-    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy)
-    os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(free_port())
+    haproxy = private_serve_files()
 
     import ray  # noqa: PLC0415
     from ray import serve  # noqa: PLC0415

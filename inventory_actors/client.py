@@ -106,8 +106,10 @@ class InventoryClient:
         config: ShardConfig | None = None,
         call_timeout_seconds: float = CALL_TIMEOUT_SECONDS,
         ray_address: str | None = None,
+        actor_options: dict[str, Any] | None = None,
     ) -> "InventoryClient":
-        """Create the shard actors of `data_dir`, or attach to the running ones."""
+        """Create the shard actors of `data_dir`, or attach to the running ones.
+        `actor_options` adds Ray options to new shards (e.g. resources that place them)."""
         data_dir = Path(data_dir).resolve()
         if not ray.is_initialized():
             ray.init(address=ray_address, namespace=namespace, log_to_driver=False)
@@ -118,6 +120,7 @@ class InventoryClient:
                 namespace=namespace,
                 lifetime="detached",
                 get_if_exists=True,
+                **(actor_options or {}),
             ).remote(
                 shard_id, str(shard_path(data_dir, shard_id)), config or ShardConfig(), namespace
             )

@@ -40,6 +40,27 @@ class RowsPerSecond(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f} rows/s", style="cyan")
 
 
+def restock_command(
+    path: Path, data_dir: Path, namespace: str, address: str, *extra: str
+) -> list[str]:
+    """The command line that runs `path` as a restock job against a running cluster (for
+    programs that start it as a process of its own, and can kill it)."""
+    return [
+        sys.executable,
+        "-m",
+        "inventory_actors.cli",
+        "restock",
+        str(path),
+        "--data-dir",
+        str(data_dir),
+        "--namespace",
+        namespace,
+        "--address",
+        address,
+        *extra,
+    ]
+
+
 def add_restock_parser(commands: Any, default_data_dir: str) -> None:
     restock = commands.add_parser(
         "restock", help="apply a Parquet or CSV file of sku, location, quantity[, reason] rows"

@@ -4,6 +4,7 @@
 import asyncio
 import gc
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from inventory_actors.calls import await_outcomes
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import HoldView, InvalidCommand, SkuView, ThresholdView
 from inventory_actors.domain.thresholds import Alert
+from inventory_actors.fault_hooks import Fault, FaultHooks
 from inventory_actors.feed import Position, ShardEvents, shard_events
 from inventory_actors.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.ray_metrics import ShardMetrics
@@ -50,6 +52,10 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _kill_own_process() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @ray.remote(  # type: ignore[call-overload]
     # Shards are mostly waiting on fsync; a quarter CPU each lets several share a small node.
     num_cpus=0.25,
@@ -73,12 +79,18 @@ class ShardActor:
         # The namespace the shards were created in, which need not be this job's own.
         self._namespace = namespace
         self._peer_handles: dict[int, Any] = {}
-        self._core = ShardCore(shard_id, self._open_store, _now_ms, config, self._call_peer)
+        self._faults = FaultHooks(crash=_kill_own_process)
+        self._core = ShardCore(
+            shard_id, self._open_store, self._clock_ms, config, self._call_peer, self._faults
+        )
         # Ray runs an async actor's __init__ on its event loop, so the timers start here and
         # holds expire after a restart even if no request ever arrives.
         self._core.start()
         self._metrics = ShardMetrics(shard_id)
         self._metrics_task = asyncio.get_running_loop().create_task(self._metrics.run(self._core))
+
+    def _clock_ms(self) -> int:
+        return _now_ms() + self._faults.clock_offset_ms
 
     def _open_store(self) -> SqliteShardStore:
         self._store = SqliteShardStore(Path(self._path))
@@ -220,6 +232,26 @@ class ShardActor:
 
     async def fail_next_writes(self, count: int) -> None:
         """Test hook: the next `count` log writes fail inside their transaction."""
-        if not self._config.allow_fault_injection or self._store is None:
+        await self.inject_fault(Fault.IO_ERROR, count)
+
+    async def inject_fault(self, fault: str, value: float = 1) -> None:
+        """Test hook (see `fault_hooks.Fault`): refused unless the shard's config allows it.
+        Faults last until they fire or the process restarts."""
+        if not self._config.allow_fault_injection:
             raise PermissionError("fault injection is disabled for this shard")
-        self._store.failing_appends = count
+        store, hooks = self._store, self._faults
+        match Fault(fault):
+            case Fault.CRASH_AFTER_COMMIT:
+                hooks.crash_after_commit = True
+            case Fault.IO_ERROR if store is not None:
+                store.failing_appends = int(value)
+            case Fault.DISK_FULL if store is not None:
+                store.stop_growing()
+            case Fault.CLOCK_JUMP:
+                hooks.clock_offset_ms += int(value * 1000)
+            case Fault.SKIP_IDEMPOTENCY:
+                hooks.skip_idempotency = bool(value)
+            case Fault.ACK_BEFORE_COMMIT:
+                hooks.ack_before_commit_seconds = float(value)
+            case _:
+                raise RuntimeError(f"shard {self._core.shard_id} is recovering: try {fault} later")

@@ -39,6 +39,7 @@ from inventory_actors.errors import (
     ShardUnavailable,
     StorageFailure,
 )
+from inventory_actors.fault_hooks import FaultHooks
 from inventory_actors.protocol import (
     Outcome,
     Submission,
@@ -128,8 +129,12 @@ class ShardCore:
         clock_ms: Callable[[], int],
         config: ShardConfig,
         peers: PeerCall | None = None,
+        faults: FaultHooks | None = None,
     ) -> None:
         self.shard_id = shard_id
+        # Off unless a test injects faults (see `fault_hooks`).
+        self.faults = faults or FaultHooks()
+        self._late_write: tuple[list[LogRecord], list[IdempotencyRecord]] | None = None
         self.config = config
         self._open_store = open_store
         self.clock_ms = clock_ms
@@ -254,11 +259,21 @@ class ShardCore:
                 batch = [self._queue.popleft() for _ in range(size)]
                 with _gc_paused():
                     self._commit_batch(batch)
+                if self._late_write is not None:
+                    await self._write_late()
                 if self.ledger.unsettled and self.settler is not None:
                     self.settler.wake()
                 self.snapshots.maybe_start(self.clock_ms())
                 # Let callers that arrived during the write join the queue, and readers run.
                 await asyncio.sleep(0)
+
+    async def _write_late(self) -> None:
+        """A broken build (see `fault_hooks`): the batch was answered before this write."""
+        assert self.store is not None and self._late_write is not None
+        records, idempotency = self._late_write
+        self._late_write = None
+        await asyncio.sleep(self.faults.ack_before_commit_seconds)
+        self.store.append(records, idempotency)
 
     def _commit_batch(self, batch: list[_Entry]) -> None:
         """Execute a batch in memory and write it in one transaction, then answer its callers.
@@ -267,8 +282,11 @@ class ShardCore:
         now_ms = self.clock_ms()
         records: list[LogRecord] = []
         idempotency: list[IdempotencyRecord] = []
+        faults = self.faults
         try:
             keys = [s.idempotency_key for _, _, s, _ in batch if s.idempotency_key is not None]
+            if faults.skip_idempotency:
+                keys = []
             stored = self.store.find_idempotency(keys) if keys else {}
             lsn = self.last_lsn
             outcomes = []
@@ -276,11 +294,17 @@ class ShardCore:
                 outcome, lsn = self._run(sub, text, now_ms, lsn, stored, records, idempotency)
                 outcomes.append(outcome)
             started = time.perf_counter()
-            self.store.append(records, idempotency)
+            if faults.skip_idempotency:
+                idempotency = []
+            if faults.ack_before_commit_seconds:
+                self._late_write = (records, idempotency)
+            else:
+                self.store.append(records, idempotency)
             commit_seconds = time.perf_counter() - started
         except Exception as error:
             self._fail_batch(batch, error)
             return
+        faults.after_commit()
         if self.on_batch is not None:
             self.on_batch(len(batch), commit_seconds)
         self.last_lsn = lsn

@@ -77,6 +77,12 @@ class SqliteShardStore(ShardStore):
                 self.failing_appends -= 1
                 raise sqlite3.OperationalError("disk I/O error (injected)")
 
+    def stop_growing(self) -> None:
+        """Test hook: the file may not grow from now on, as on a full disk: the next write that
+        needs a new page fails with SQLITE_FULL. A reopened store grows again."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        self._conn.execute(f"PRAGMA max_page_count={int(pages)}")
+
     def find_idempotency(self, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
         found: dict[str, IdempotencyRecord] = {}
         for start in range(0, len(keys), _KEYS_PER_QUERY):

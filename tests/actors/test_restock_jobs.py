@@ -4,7 +4,6 @@ real shard actors to real SQLite files, shards and the job's driver killed with 
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from inventory_actors.client import InventoryClient
 from inventory_actors.domain import LineRequest
 from inventory_actors.protocol import ShardStatus
 from inventory_actors.restock import JobFailed, JobRunner, job_spec
+from inventory_actors.restock_cli import restock_command
 from inventory_actors.restock_jobs import Begun
 from inventory_actors.restock_runtime import jobs_actor, restock_task
 from persistence.jobs_store import JobRecord
@@ -217,20 +217,7 @@ def test_bad_rows_are_reported_each_with_its_reason_and_good_rows_apply(
 
 def _restock_cli(path: Path, data_dir: Path, namespace: str, *extra: str) -> subprocess.Popen[str]:
     address = ray.get_runtime_context().gcs_address
-    command = [
-        sys.executable,
-        "-m",
-        "inventory_actors.cli",
-        "restock",
-        str(path),
-        "--data-dir",
-        str(data_dir),
-        "--namespace",
-        namespace,
-        "--address",
-        address,
-        *extra,
-    ]
+    command = restock_command(path, data_dir, namespace, address, *extra)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -11,6 +11,7 @@ import ray
 from inventory_actors.client import InventoryClient
 from inventory_actors.config import ShardConfig
 from inventory_actors.domain import (
+    AdjustStock,
     HoldStatus,
     InsufficientStock,
     LineRequest,
@@ -152,6 +153,35 @@ def test_a_failed_log_write_fails_only_its_batch_and_loses_nothing_else(
     status = client.status()[0]
     assert isinstance(status, ShardStatus)
     assert status.storage_failures == 1 and status.available
+
+
+def test_a_full_disk_fails_the_batch_that_needs_room_and_the_shard_goes_on(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(config=ShardConfig(allow_fault_injection=True))
+    before = client.adjust("FULL-1", "berlin", 10)
+    ray.get(client.shards[0].inject_fault.remote("disk-full"))
+    # A batch of 500 records needs new pages of the file: SQLite answers SQLITE_FULL.
+    big = [
+        Submission(AdjustStock("FULL-1", "berlin", 1, "received", f"po-{n:04d}-" + "x" * 100))
+        for n in range(500)
+    ]
+    failed = client.execute(big)
+    assert all(isinstance(o.value, StorageFailure) for o in failed)
+    assert "full" in str(failed[0].value)
+    assert client.get_sku("FULL-1") == before
+    # Reopened, the file grows again.
+    assert all(o.ok for o in client.execute(big))
+    view = client.get_sku("FULL-1")
+    assert view is not None and view.locations[0].on_hand == 510
+
+
+def test_a_shard_refuses_fault_injection_unless_its_config_allows_it(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client()
+    with pytest.raises(ray.exceptions.RayTaskError, match="disabled"):
+        ray.get(client.shards[0].inject_fault.remote("clock-jump", 60))
 
 
 def test_a_hold_expires_after_a_restart_without_any_request(make_client: ClientFactory) -> None:

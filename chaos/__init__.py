@@ -1,0 +1,1 @@
+"""The fault-injection suite: clients, faults, a history checker and its report."""

@@ -1,0 +1,179 @@
+"""A private Ray cluster of several nodes on this machine (`ray.cluster_utils.Cluster`): a head
+node with Serve and the HTTP app, and worker nodes that host the shards. Losing a worker node
+is one of the faults: its shards come back on another node, from the data directory."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
+
+from bench.http_throughput import free_port, private_serve_files, wait_ready
+from inventory_actors.client import InventoryClient
+from inventory_actors.config import ShardConfig
+from inventory_actors.protocol import ShardStatus
+from serve_app.deployment import APP_NAME, deploy
+from serve_app.keys import KeyStore
+from serve_app.rate_limit import RateLimits
+from serve_app.service import Settings
+
+SHARD_HOST = "shard_host"
+# A node that stops answering is declared dead after about 3 s (instead of 30 s), so its
+# shards restart elsewhere soon.
+FAST_NODE_DEATH = {"health_check_period_ms": 1_000, "health_check_failure_threshold": 3}
+REPLICA_TITLE = f"ray::ServeReplica:{APP_NAME}:"
+SHARD_TITLE = "ray::ShardActor"
+
+
+def shard_config() -> ShardConfig:
+    return ShardConfig(
+        allow_fault_injection=True,
+        expiry_interval_seconds=0.1,
+        settle_retry_seconds=0.3,
+        # Snapshots during the run, so recovery after a kill often starts from one.
+        snapshot_every_records=20_000,
+        snapshot_every_seconds=30.0,
+    )
+
+
+@dataclass
+class ChaosCluster:
+    cluster: Cluster
+    temp_dirs: list[Path]
+    data_dir: Path
+    namespace: str
+    url: str
+    key: str
+    client: InventoryClient
+
+    @classmethod
+    def start(cls, shards: int, shard_hosts: int, replicas: int) -> "ChaosCluster":
+        haproxy = private_serve_files()
+        # Short: Ray's socket paths must stay under about 100 characters.
+        ray_temp = Path(tempfile.mkdtemp(prefix="rc"))
+        # Ray records "the current cluster" under RAY_TMPDIR: keep a running service's record
+        # (`make run`, which `inventory status` finds) from pointing at this one.
+        os.environ["RAY_TMPDIR"] = str(ray_temp)
+        (ray_temp / "ray").mkdir()
+        work = Path(tempfile.mkdtemp(prefix="chaos-"))
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 2,
+                "include_dashboard": False,
+                "temp_dir": str(ray_temp / "ray"),
+                "_system_config": FAST_NODE_DEATH,
+            },
+        )
+        for _ in range(shard_hosts):
+            add_shard_host(cluster)
+        namespace = f"chaos-{uuid.uuid4().hex[:8]}"
+        ray.init(address=cluster.address, namespace=namespace, log_to_driver=False)
+        data_dir = work / "data"
+        data_dir.mkdir()
+        first = KeyStore.open(data_dir).initialize()
+        assert first is not None
+        client = InventoryClient.connect(
+            data_dir,
+            shard_count=shards,
+            namespace=namespace,
+            config=shard_config(),
+            call_timeout_seconds=10.0,
+            actor_options={"resources": {SHARD_HOST: 1}, "scheduling_strategy": "SPREAD"},
+        )
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        settings = Settings(
+            data_dir=str(data_dir),
+            shards=shards,
+            namespace=namespace,
+            # The limiter has its own tests; here it would only turn load into 429s.
+            rate_limits=RateLimits.disabled(),
+        )
+        deploy(settings, num_replicas=replicas)
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, first[1])
+        return cls(cluster, [haproxy, ray_temp, work], data_dir, namespace, url, first[1], client)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.temp_dirs[-1]
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+        self.cluster.shutdown()  # type: ignore[no-untyped-call]
+        for path in self.temp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- processes --------------------------------------------------------------------------
+
+    def raylets(self) -> dict[int, Any]:
+        """Each live node of the cluster by its raylet's pid."""
+        found = {}
+        for node in self.cluster.list_all_nodes():  # type: ignore[no-untyped-call]
+            for info in node.all_processes.get("raylet", []):
+                found[info.process.pid] = node
+        return found
+
+    def workers(self, title: str) -> list[psutil.Process]:
+        """This cluster's worker processes whose title starts with `title`."""
+        found = []
+        for pid in self.raylets():
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(pid).children():
+                    with contextlib.suppress(psutil.Error):
+                        if " ".join(child.cmdline()).startswith(title):
+                            found.append(child)
+        return found
+
+    def shard_statuses(self) -> list[ShardStatus | None]:
+        return [s if isinstance(s, ShardStatus) else None for s in self.client.status()]
+
+    def shard_hosts(self) -> dict[Any, list[int]]:
+        """Worker nodes that host shards now, with the shards' ids."""
+        nodes = self.raylets()
+        hosts: dict[Any, list[int]] = {}
+        for status in self.shard_statuses():
+            if status is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                node = nodes.get(psutil.Process(status.pid).ppid())
+                if node is not None and node is not self.cluster.head_node:
+                    hosts.setdefault(node, []).append(status.shard_id)
+        return hosts
+
+    def wait_shards_up(self, timeout_seconds: float) -> float:
+        """Seconds until every shard is available (raises at the deadline)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_seconds:
+            with contextlib.suppress(Exception):
+                if all(s is not None and s.available for s in self.shard_statuses()):
+                    return time.monotonic() - started
+            time.sleep(0.1)
+        raise TimeoutError(f"shards not all up after {timeout_seconds} s")
+
+
+def add_shard_host(cluster: Cluster) -> Any:
+    return cluster.add_node(num_cpus=1, resources={SHARD_HOST: 100})
+
+
+def data_files(data_dir: Path) -> list[Path]:
+    return sorted(path for path in data_dir.rglob("*.sqlite3") if path.is_file())
+
+
+def environment_for_chaos() -> None:
+    """Serve's fast ingress, as in production; set before Ray starts."""
+    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")

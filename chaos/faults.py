@@ -1,0 +1,256 @@
+"""The faults of a chaos run, injected at random moments drawn from the run's seed.
+
+Kinds are taken in turns from a shuffled deck, so even a short run injects every kind.
+"""
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from chaos.cluster import REPLICA_TITLE, ChaosCluster, add_shard_host
+from chaos.history import FaultRecord, History
+from chaos.workload import LOCATIONS
+from inventory_actors.fault_hooks import Fault
+from inventory_actors.restock import job_spec
+from inventory_actors.restock_cli import restock_command
+from inventory_actors.restock_runtime import jobs_actor
+
+SHARD_KILL = "shard-kill"
+CRASH_AFTER_COMMIT = "crash-after-commit"
+REPLICA_KILL = "replica-kill"
+RESTOCK_DRIVER_KILL = "restock-driver-kill"
+NODE_LOSS = "node-loss"
+IO_ERROR = "io-error"
+DISK_FULL = "disk-full"
+CLOCK_JUMP = "clock-jump"
+KINDS = (
+    SHARD_KILL,
+    CRASH_AFTER_COMMIT,
+    REPLICA_KILL,
+    RESTOCK_DRIVER_KILL,
+    NODE_LOSS,
+    IO_ERROR,
+    DISK_FULL,
+    CLOCK_JUMP,
+)
+# A killed shard, node or replica must be back within this long, or the run fails.
+RECOVERY_TIMEOUT_SECONDS = 120.0
+CLOCK_JUMPS_SECONDS = (-60, -5, 5, 30, 120)
+# A restock driver (a new process: imports, connects) begins its job within this long.
+RESTOCK_BEGIN_TIMEOUT_SECONDS = 60.0
+RESTOCK_RUN_TIMEOUT_SECONDS = 600.0
+
+
+class Injector:
+    def __init__(
+        self,
+        cluster: ChaosCluster,
+        history: History,
+        seed: int,
+        now: Callable[[], float],
+        kinds: tuple[str, ...] = KINDS,
+        restock_rows: int = 50_000,
+        skus: list[str] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.rng = random.Random(seed)
+        self.now = now
+        self.kinds = kinds
+        self.deck: list[str] = []
+        self.restock_rows = restock_rows
+        self.skus = skus or []
+        # Each restock file's totals per SKU-location, and the re-runs still going.
+        self.restocks: list[tuple[str, dict[tuple[str, str], int]]] = []
+        self.reruns: list[subprocess.Popen[bytes]] = []
+        self.actions: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
+            SHARD_KILL: self._shard_kill,
+            CRASH_AFTER_COMMIT: self._shard_hook(Fault.CRASH_AFTER_COMMIT),
+            REPLICA_KILL: self._replica_kill,
+            RESTOCK_DRIVER_KILL: self._restock_driver_kill,
+            NODE_LOSS: self._node_loss,
+            IO_ERROR: self._shard_hook(Fault.IO_ERROR),
+            DISK_FULL: self._shard_hook(Fault.DISK_FULL),
+            CLOCK_JUMP: self._shard_hook(Fault.CLOCK_JUMP),
+        }
+
+    async def run(self, stop: asyncio.Event, gap_seconds: tuple[float, float]) -> None:
+        """Inject faults until `stop`, one at a time, `gap_seconds` (uniform) apart."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.rng.uniform(*gap_seconds))
+            if stop.is_set():
+                return
+            await self.inject(self._next_kind())
+
+    def _next_kind(self) -> str:
+        if not self.deck:
+            self.deck = list(self.kinds)
+            self.rng.shuffle(self.deck)
+        return self.deck.pop()
+
+    async def inject(self, kind: str) -> None:
+        record = FaultRecord(self.now(), kind, "")
+        self.history.faults.append(record)
+        started = time.monotonic()
+        try:
+            await self.actions[kind](record)
+        except Exception as error:
+            record.detail += f" not injected: {error!r}"[:300]
+            return
+        if kind in (SHARD_KILL, CRASH_AFTER_COMMIT, NODE_LOSS, IO_ERROR, DISK_FULL):
+            # Every shard back before the next fault: one fault at a time.
+            try:
+                await asyncio.to_thread(self.cluster.wait_shards_up, RECOVERY_TIMEOUT_SECONDS)
+            except TimeoutError:
+                record.detail += f" not recovered within {RECOVERY_TIMEOUT_SECONDS:g} s"
+                return
+            record.recovered_seconds = round(time.monotonic() - started, 3)
+        if kind == NODE_LOSS:
+            hosts = await asyncio.to_thread(self.cluster.shard_hosts)
+            record.detail = "shards now on " + ", ".join(
+                f"node {node.node_id[:8]}: {sorted(shards)}" for node, shards in hosts.items()
+            )
+
+    # -- shards -----------------------------------------------------------------------------
+
+    def _live_shard(self) -> int:
+        statuses = self.cluster.shard_statuses()
+        live = [s.shard_id for s in statuses if s is not None and s.available]
+        if not live:
+            raise RuntimeError("no shard is up")
+        return self.rng.choice(live)
+
+    async def _shard_kill(self, record: FaultRecord) -> None:
+        shard = await asyncio.to_thread(self._live_shard)
+        status = self.cluster.shard_statuses()[shard]
+        assert status is not None
+        os.kill(status.pid, signal.SIGKILL)
+        record.target = f"shard {shard} (pid {status.pid})"
+
+    def _shard_hook(self, fault: Fault) -> Callable[[FaultRecord], Awaitable[None]]:
+        async def inject(record: FaultRecord) -> None:
+            shard = await asyncio.to_thread(self._live_shard)
+            value: float = 1
+            if fault is Fault.CLOCK_JUMP:
+                value = self.rng.choice(CLOCK_JUMPS_SECONDS)
+            elif fault is Fault.IO_ERROR:
+                value = self.rng.randint(1, 3)
+            record.target = f"shard {shard}"
+            record.detail = f"{fault.value} {value:g}"
+            try:
+                await self.cluster.client.shards[shard].inject_fault.remote(fault.value, value)
+            except (RayActorError, ActorUnavailableError):
+                if fault is not Fault.CRASH_AFTER_COMMIT:
+                    raise
+                # It fired so soon that the shard died before its answer left.
+                record.detail += " (the shard died before answering)"
+
+        return inject
+
+    async def _node_loss(self, record: FaultRecord) -> None:
+        hosts = await asyncio.to_thread(self.cluster.shard_hosts)
+        if not hosts:
+            raise RuntimeError("no worker node hosts a shard")
+        node = self.rng.choice(sorted(hosts, key=lambda n: n.node_id))
+        record.target = f"node {node.node_id[:8]} with shards {sorted(hosts[node])}"
+        # On the loop's thread, which is the main one (Ray's nodes install signal handlers);
+        # clients wait meanwhile, a second or two.
+        cluster = self.cluster.cluster
+        cluster.remove_node(node, allow_graceful=False)
+        # A replacement joins, as an autoscaler would add one: the cluster keeps its size.
+        add_shard_host(cluster)
+
+    # -- Serve ------------------------------------------------------------------------------
+
+    async def _replica_kill(self, record: FaultRecord) -> None:
+        replicas = await asyncio.to_thread(self.cluster.workers, REPLICA_TITLE)
+        if not replicas:
+            raise RuntimeError("no replica process found")
+        victim = self.rng.choice(replicas)
+        victim.kill()
+        record.target = f"replica pid {victim.pid}"
+
+    # -- restock jobs -----------------------------------------------------------------------
+
+    async def _restock_driver_kill(self, record: FaultRecord) -> None:
+        index = len(self.restocks)
+        path = self.cluster.work_dir / f"restock-{index}.csv"
+        totals = self._restock_file(path)
+        spec = job_spec(path, "delta", "csv", path.name)
+        self.restocks.append((spec.job_id, totals))
+        driver = self._restock_cli(path)
+        jobs = jobs_actor(self.cluster.data_dir, self.cluster.namespace)
+        # Killed at a random moment once the job has begun: before its first chunk, between
+        # chunks or (rarely) after its last one.
+        deadline = time.monotonic() + RESTOCK_BEGIN_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and driver.poll() is None:
+            if await jobs.get.remote(spec.job_id) is not None:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(self.rng.uniform(0.0, 0.4))
+        driver.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(driver.wait, 30)
+        record.target = f"restock driver pid {driver.pid}, job {spec.job_id[:12]}"
+        job = await jobs.get.remote(spec.job_id)
+        applied = 0 if job is None else job.rows_applied
+        record.detail = f"{applied} of {self.restock_rows} rows applied at the kill"
+        # The operator runs the same file again: the job resumes and applies every row once.
+        self.reruns.append(self._restock_cli(path))
+
+    def _restock_file(self, path: Path) -> dict[tuple[str, str], int]:
+        rows = self.restock_rows
+        skus = [self.rng.choice(self.skus) for _ in range(rows)]
+        locations = [self.rng.choice(LOCATIONS) for _ in range(rows)]
+        table = pa.table(
+            {"sku": skus, "location": locations, "quantity": pa.array([1] * rows, pa.int64())}
+        )
+        pa_csv.write_csv(table, path)
+        totals: dict[tuple[str, str], int] = {}
+        for level in zip(skus, locations, strict=True):
+            totals[level] = totals.get(level, 0) + 1
+        return totals
+
+    def _restock_cli(self, path: Path) -> subprocess.Popen[bytes]:
+        cluster = self.cluster
+        command = restock_command(
+            path, cluster.data_dir, cluster.namespace, cluster.cluster.address
+        )
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finish_restocks(self) -> list[dict[str, Any]]:
+        """Wait for the re-runs; every job's final record."""
+        for rerun in self.reruns:
+            rerun.wait(RESTOCK_RUN_TIMEOUT_SECONDS)
+        jobs = jobs_actor(self.cluster.data_dir, self.cluster.namespace)
+        found = []
+        for job_id, _ in self.restocks:
+            job = ray.get(jobs.get.remote(job_id), timeout=30)
+            found.append(
+                {
+                    "job_id": job_id,
+                    "status": None if job is None else job.status,
+                    "rows_total": self.restock_rows,
+                    "rows_applied": None if job is None else job.rows_applied,
+                }
+            )
+        return found
+
+    def restocked(self) -> dict[tuple[str, str], int]:
+        added: dict[tuple[str, str], int] = {}
+        for _, totals in self.restocks:
+            for level, units in totals.items():
+                added[level] = added.get(level, 0) + units
+        return added

@@ -1,0 +1,321 @@
+"""A chaos run: clients over HTTP against a private multi-node cluster while faults are
+injected, then the checker over the history and the final state. Writes a report (JSON and
+Markdown) and the history (JSON lines, gzipped); exits 1 on any violation.
+
+    python -m chaos.run --seconds 1800 --seed 7     # `make chaos`
+    python -m chaos.run --seconds 120               # the short run `make test` makes
+
+A failing run is replayed with the same `--seed` (faults and client choices are drawn from it;
+timing on a loaded machine still varies).
+"""
+
+import argparse
+import asyncio
+import gzip
+import json
+import sqlite3
+import time
+from collections import Counter
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from chaos.checker import FinalState, Verdict, Violation, check
+from chaos.cluster import ChaosCluster, environment_for_chaos
+from chaos.faults import KINDS, Injector
+from chaos.history import History, Kind, Op, Outcome
+from chaos.report import write_report
+from chaos.workload import LOCATIONS, Client, Shared, resolve_unknowns, send
+from inventory_actors.fault_hooks import Fault
+from inventory_actors.partitioning import shard_path
+
+INITIAL_ON_HAND = 300
+FEED_PAGE = 10_000
+FINAL_READ_ROUNDS_MAX = 10
+BROKEN_BUILDS = {
+    "skip-idempotency": (Fault.SKIP_IDEMPOTENCY, 1.0),
+    "ack-before-commit": (Fault.ACK_BEFORE_COMMIT, 0.2),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long clients run")
+    parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--skus", type=int, default=40)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--shard-hosts", type=int, default=2, help="worker nodes for shards")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument(
+        "--fault-gap", type=float, nargs=2, default=(2.0, 6.0), help="seconds between faults"
+    )
+    parser.add_argument("--faults", default=",".join(KINDS), help="kinds, comma-separated")
+    parser.add_argument("--restock-rows", type=int, default=50_000)
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=180.0,
+        help="seconds the service has after the run to be whole again (every shard up, "
+        "every decision applied)",
+    )
+    parser.add_argument(
+        "--break",
+        dest="broken",
+        choices=sorted(BROKEN_BUILDS),
+        help="run a deliberately broken build (the checker must catch it)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("artifacts/chaos"))
+    return parser.parse_args(argv)
+
+
+async def stock_levels(session: aiohttp.ClientSession, skus: list[str]) -> dict[Any, int]:
+    initial = {}
+    for sku in skus:
+        for location in LOCATIONS:
+            body = {"on_hand": INITIAL_ON_HAND, "reason": "cycle_count"}
+            path = f"/v1/skus/{sku}/locations/{location}"
+            for _ in range(20):
+                status, _ = await send(session, "PUT", path, body, f"init-{sku}-{location}")
+                if status == 200:
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise RuntimeError(f"could not stock {sku}@{location}")
+            initial[sku, location] = INITIAL_ON_HAND
+    return initial
+
+
+async def run(args: argparse.Namespace) -> tuple[History, Verdict, dict[str, Any]]:
+    environment_for_chaos()
+    started = time.monotonic()
+    # On this thread: Ray's nodes install signal handlers, which only the main thread may.
+    cluster = ChaosCluster.start(args.shards, args.shard_hosts, args.replicas)
+    figures: dict[str, Any] = {"setup_seconds": round(time.monotonic() - started, 1)}
+    try:
+        return await _run(args, cluster, figures)
+    finally:
+        cluster.shutdown()
+
+
+async def _run(
+    args: argparse.Namespace, cluster: ChaosCluster, figures: dict[str, Any]
+) -> tuple[History, Verdict, dict[str, Any]]:
+    history = History()
+    skus = [f"CH-{args.seed}-{n}" for n in range(args.skus)]
+    headers = {"Authorization": f"Bearer {cluster.key}"}
+    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    async with aiohttp.ClientSession(cluster.url, headers=headers, connector=connector) as session:
+        initial = await stock_levels(session, skus)
+        if args.broken:
+            fault, value = BROKEN_BUILDS[args.broken]
+            for shard in cluster.client.shards:
+                await shard.inject_fault.remote(fault.value, value)
+        shared = Shared(skus, history)
+        injector = Injector(
+            cluster,
+            history,
+            args.seed,
+            shared.now,
+            tuple(kind for kind in args.faults.split(",") if kind),
+            args.restock_rows,
+            skus,
+        )
+        stop = asyncio.Event()
+        clients = [Client(n, args.seed, shared).run(session, stop) for n in range(args.clients)]
+        tasks = [asyncio.create_task(c) for c in clients]
+        faults = asyncio.create_task(injector.run(stop, tuple(args.fault_gap)))
+        # The run's length is the experiment, not a wait for something to happen.
+        await asyncio.sleep(args.seconds)
+        stop.set()
+        await asyncio.gather(*tasks, faults)
+        figures["load_seconds"] = round(shared.now(), 1)
+        settle_started = time.monotonic()
+        try:
+            final = await settle_and_read(args, session, cluster, injector, skus, initial)
+        except (TimeoutError, RuntimeError) as error:
+            # A service that cannot come back has lost availability, and the checker cannot
+            # read what it holds: that alone fails the run.
+            figures["feed_events"] = 0
+            figures["settle_seconds"] = round(time.monotonic() - settle_started, 1)
+            return history, Verdict([Violation("availability", repr(error))], Counter()), figures
+        figures["settle_seconds"] = round(time.monotonic() - settle_started, 1)
+    figures["feed_events"] = len(final.feed)
+    verdict = check(history, final)
+    return history, verdict, figures
+
+
+async def settle_and_read(
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    cluster: ChaosCluster,
+    injector: Injector,
+    skus: list[str],
+    initial: dict[Any, int],
+) -> FinalState:
+    """Wait until the service is whole again, resolve every unknown outcome, then read."""
+    await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout)
+    history = injector.history
+    await resolve_unknowns(session, history)
+    restock_jobs = await asyncio.to_thread(injector.finish_restocks)
+    await asyncio.to_thread(wait_settled, cluster, args.settle_timeout)
+    final = await final_state(session, cluster, history, skus, initial)
+    final.restocked, final.restock_jobs = injector.restocked(), restock_jobs
+    return final
+
+
+def wait_settled(cluster: ChaosCluster, timeout_seconds: float) -> None:
+    """Every shard up and every reservation across shards decided everywhere."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        with suppress(Exception):
+            statuses = cluster.shard_statuses()
+            if all(
+                s is not None and s.available and not s.unsettled_reservations for s in statuses
+            ):
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the shards did not settle")
+
+
+async def final_state(
+    session: aiohttp.ClientSession,
+    cluster: ChaosCluster,
+    history: History,
+    skus: list[str],
+    initial: dict[Any, int],
+) -> FinalState:
+    """The SKUs and the reservations, read until two reads of the reservations around the SKU
+    read agree (expiries may land in between), then the whole feed and the files' checks."""
+    hold_ids = sorted({h for op in history.ops if (h := _hold_of(op))})
+    holds = await read_holds(session, hold_ids)
+    for _ in range(FINAL_READ_ROUNDS_MAX):
+        views = await read_skus(session, skus)
+        again = await read_holds(session, hold_ids)
+        if again == holds:
+            break
+        holds = again
+    return FinalState(
+        skus=views,
+        holds=holds,
+        feed=await read_feed(session),
+        integrity=integrity(cluster),
+        initial=initial,
+    )
+
+
+def _hold_of(op: Op) -> str | None:
+    if op.kind is Kind.RESERVE and op.final_outcome is Outcome.OK:
+        answer = op.final_answer
+        return answer.get("reservation_id") if isinstance(answer, dict) else None
+    if op.kind in (Kind.COMMIT, Kind.RELEASE, Kind.EXTEND):
+        return op.path.split("/")[3]
+    return None
+
+
+async def _get(session: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:
+    for _ in range(30):
+        status, answer = await send(session, method, path, body, None)
+        if status in (200, 404):
+            return answer if status == 200 else None
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{method} {path}: no answer")
+
+
+async def read_holds(
+    session: aiohttp.ClientSession, hold_ids: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    found: dict[str, dict[str, Any] | None] = {}
+    gate = asyncio.Semaphore(32)
+
+    async def one(hold_id: str) -> None:
+        async with gate:
+            found[hold_id] = await _get(session, "GET", f"/v1/reservations/{hold_id}")
+
+    await asyncio.gather(*(one(h) for h in hold_ids))
+    return found
+
+
+async def read_skus(
+    session: aiohttp.ClientSession, skus: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    found: dict[str, dict[str, Any] | None] = dict.fromkeys(skus)
+    for start in range(0, len(skus), 1_000):
+        answer = await _get(
+            session, "POST", "/v1/skus:query", {"skus": skus[start : start + 1_000]}
+        )
+        for view in answer["items"]:
+            found[view["sku"]] = view
+    return found
+
+
+async def read_feed(session: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = f"?limit={FEED_PAGE}" + (f"&cursor={cursor}" if cursor else "")
+        page = await _get(session, "GET", f"/v1/events{query}")
+        events.extend(page["events"])
+        cursor = page["cursor"]
+        if not page["events"]:
+            return events
+
+
+def integrity(cluster: ChaosCluster) -> dict[str, str]:
+    found = {}
+    for shard in range(cluster.client.partition.shard_count):
+        path = shard_path(cluster.data_dir, shard)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+        found[path.name] = "; ".join(str(row[0]) for row in rows)
+    return found
+
+
+def summarize(history: History, verdict: Verdict, figures: dict[str, Any]) -> dict[str, Any]:
+    by_kind: dict[str, Counter[str]] = {}
+    for op in history.ops:
+        by_kind.setdefault(op.kind.value, Counter())[op.outcome.value] += 1
+    unknown = [op for op in history.mutations() if op.outcome is Outcome.UNKNOWN]
+    return {
+        **figures,
+        "operations": len(history.ops),
+        "operations_by_kind": {kind: dict(counts) for kind, counts in sorted(by_kind.items())},
+        "unknown_outcomes": len(unknown),
+        "unknown_resolved_as": dict(Counter(op.final_outcome.value for op in unknown)),
+        "faults": len(history.faults),
+        "faults_by_kind": dict(Counter(f.kind for f in history.faults)),
+        "faults_not_injected": sum(1 for f in history.faults if "not injected" in f.detail),
+        "recovery_seconds_max": max(
+            (f.recovered_seconds or 0.0 for f in history.faults), default=0.0
+        ),
+        "checked": dict(verdict.checked),
+        "violations": len(verdict.violations),
+        "violations_by_check": verdict.by_check(),
+        "violation_details": verdict.details(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    history, verdict, figures = asyncio.run(run(args))
+    summary = {
+        "seed": args.seed,
+        "broken_build": args.broken,
+        **summarize(history, verdict, figures),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    with gzip.open(args.out / "history.jsonl.gz", "wt") as out:
+        for line in history.lines():
+            out.write(line + "\n")
+    write_report(summary, args.out)
+    print(json.dumps({k: v for k, v in summary.items() if k != "violation_details"}, indent=1))
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

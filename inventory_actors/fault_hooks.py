@@ -1,0 +1,46 @@
+"""Faults a test can inject into a running shard, and two switches that break it on purpose.
+
+Only a shard whose config has `allow_fault_injection` accepts them (see
+`ShardActor.inject_fault`); production shards refuse. The fault-injection suite uses the faults
+to test the service and the broken builds to test its checker: a checker that does not catch a
+shard that skips its idempotency check, or acknowledges changes before it writes them, proves
+nothing.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Fault(StrEnum):
+    # SIGKILL of the shard's process after the next batch's log commit, before any reply.
+    CRASH_AFTER_COMMIT = "crash-after-commit"
+    # The next N log writes fail with an I/O error inside their transaction.
+    IO_ERROR = "io-error"
+    # The shard's file may not grow: the next write that needs a page fails (SQLITE_FULL).
+    DISK_FULL = "disk-full"
+    # The shard's clock moves by N seconds (forward or back) from now on.
+    CLOCK_JUMP = "clock-jump"
+    # Broken builds. The shard forgets the idempotency keys it has stored: a retry applies again.
+    SKIP_IDEMPOTENCY = "skip-idempotency"
+    # The shard answers a batch, then writes it N seconds later: a crash in between loses
+    # changes it acknowledged.
+    ACK_BEFORE_COMMIT = "ack-before-commit"
+
+
+@dataclass
+class FaultHooks:
+    """What the shard's engine consults on each batch. All off by default."""
+
+    crash_after_commit: bool = False
+    clock_offset_ms: int = 0
+    skip_idempotency: bool = False
+    ack_before_commit_seconds: float = 0.0
+    # Called after a batch's log commit (and before its replies) when `crash_after_commit` is
+    # set; the actor makes it kill its own process.
+    crash: Callable[[], None] = field(default=lambda: None)
+
+    def after_commit(self) -> None:
+        if self.crash_after_commit:
+            self.crash_after_commit = False
+            self.crash()
