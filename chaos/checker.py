@@ -44,8 +44,18 @@ class FinalState:
     feed: list[dict[str, Any]]
     integrity: dict[str, str]
     initial: dict[Level, int]
-    restocked: dict[Level, int] = field(default_factory=dict)
+    # Each restock job's record, with `added`: the units it added per SKU-location, or None
+    # when only some of its rows were applied (conservation then cannot be checked).
     restock_jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def restocked(self) -> Counter[Level] | None:
+        added: Counter[Level] = Counter()
+        for job in self.restock_jobs:
+            if job["added"] is None:
+                return None
+            added.update(job["added"])
+        return added
 
 
 @dataclass
@@ -251,21 +261,23 @@ def acknowledged_changes(history: History) -> Counter[Level]:
 def _conservation(
     history: History, final: FinalState, checked: Counter[str]
 ) -> Iterator[Violation]:
+    restocked = final.restocked
+    if restocked is None:
+        yield Violation("conservation", "a restock job applied only some of its rows")
+        return
     moved = acknowledged_changes(history)
     sold = units_held(final.holds.values(), frozenset({"committed"}))
     levels = final_levels(final)
     for level in sorted(set(final.initial) | set(moved) | set(levels) | set(sold)):
         checked["conserved levels"] += 1
-        expected = (
-            final.initial.get(level, 0) + moved[level] + final.restocked.get(level, 0) - sold[level]
-        )
+        expected = final.initial.get(level, 0) + moved[level] + restocked[level] - sold[level]
         on_hand = levels[level]["on_hand"] if level in levels else 0
         if on_hand != expected:
             yield Violation(
                 "conservation",
                 f"{level}: on_hand {on_hand}, expected {expected} (initial "
                 f"{final.initial.get(level, 0)}, moved {moved[level]}, restocked "
-                f"{final.restocked.get(level, 0)}, committed {sold[level]})",
+                f"{restocked[level]}, committed {sold[level]})",
             )
 
 

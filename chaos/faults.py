@@ -51,6 +51,8 @@ CLOCK_JUMPS_SECONDS = (-60, -5, 5, 30, 120)
 # A restock driver (a new process: imports, connects) begins its job within this long.
 RESTOCK_BEGIN_TIMEOUT_SECONDS = 60.0
 RESTOCK_RUN_TIMEOUT_SECONDS = 600.0
+# Runs of a job's file after the load, until it has succeeded.
+RESTOCK_RUNS_MAX = 3
 
 
 class Injector:
@@ -61,7 +63,7 @@ class Injector:
         seed: int,
         now: Callable[[], float],
         kinds: tuple[str, ...] = KINDS,
-        restock_rows: int = 50_000,
+        restock_rows: int = 20_000,
         skus: list[str] | None = None,
     ) -> None:
         self.cluster = cluster
@@ -231,26 +233,35 @@ class Injector:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def finish_restocks(self) -> list[dict[str, Any]]:
-        """Wait for the re-runs; every job's final record."""
-        for rerun in self.reruns:
-            rerun.wait(RESTOCK_RUN_TIMEOUT_SECONDS)
+        """Wait for the re-runs; every job's final record, with the units it added per
+        SKU-location: its file's, if every row was applied; none, if none was; unknown (None)
+        if some were."""
+        exits = [rerun.wait(RESTOCK_RUN_TIMEOUT_SECONDS) for rerun in self.reruns]
         jobs = jobs_actor(self.cluster.data_dir, self.cluster.namespace)
         found = []
-        for job_id, _ in self.restocks:
+        for index, (job_id, totals) in enumerate(self.restocks):
             job = ray.get(jobs.get.remote(job_id), timeout=30)
+            # A re-run's driver can die too (a lost node takes the drivers attached to it):
+            # the operator runs the file again, as the job's error says.
+            extra_runs = 0
+            while (job is None or job.status != "succeeded") and extra_runs < RESTOCK_RUNS_MAX:
+                extra_runs += 1
+                path = self.cluster.work_dir / f"restock-{index}.csv"
+                self._restock_cli(path).wait(RESTOCK_RUN_TIMEOUT_SECONDS)
+                job = ray.get(jobs.get.remote(job_id), timeout=30)
+            applied = None if job is None else job.rows_applied
+            added = totals if applied == self.restock_rows else {} if applied == 0 else None
             found.append(
                 {
                     "job_id": job_id,
                     "status": None if job is None else job.status,
                     "rows_total": self.restock_rows,
-                    "rows_applied": None if job is None else job.rows_applied,
+                    "rows_applied": applied,
+                    "attempt": None if job is None else job.attempt,
+                    "error": None if job is None else job.error,
+                    "added": added,
+                    "rerun_exit_code": exits[index] if index < len(exits) else None,
+                    "extra_runs": extra_runs,
                 }
             )
         return found
-
-    def restocked(self) -> dict[tuple[str, str], int]:
-        added: dict[tuple[str, str], int] = {}
-        for _, totals in self.restocks:
-            for level, units in totals.items():
-                added[level] = added.get(level, 0) + units
-        return added

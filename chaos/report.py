@@ -27,6 +27,8 @@ def markdown(summary: dict[str, Any]) -> str:
         f"| resolved as | {_pairs(summary['unknown_resolved_as'])} |",
         f"| slowest recovery | {summary['recovery_seconds_max']} s |",
         f"| change-feed events checked | {summary['feed_events']:,} |",
+        f"| restock jobs (runs of a file after the load) | {summary.get('restock_jobs', 0)} "
+        f"({summary.get('restock_runs_after_load', 0)}) |",
         f"| violations | {summary['violations']} |",
         "",
         "## Faults by kind",

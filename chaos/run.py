@@ -14,6 +14,7 @@ import asyncio
 import gzip
 import json
 import sqlite3
+import sys
 import time
 from collections import Counter
 from contextlib import suppress
@@ -22,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos.checker import FinalState, Verdict, Violation, check
+from chaos.checker import HOLDING, FinalState, Verdict, Violation, check
 from chaos.cluster import ChaosCluster, environment_for_chaos
 from chaos.faults import KINDS, Injector
 from chaos.history import History, Kind, Op, Outcome
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fault-gap", type=float, nargs=2, default=(2.0, 6.0), help="seconds between faults"
     )
     parser.add_argument("--faults", default=",".join(KINDS), help="kinds, comma-separated")
-    parser.add_argument("--restock-rows", type=int, default=50_000)
+    parser.add_argument("--restock-rows", type=int, default=20_000)
     parser.add_argument(
         "--settle-timeout",
         type=float,
@@ -92,6 +93,7 @@ async def run(args: argparse.Namespace) -> tuple[History, Verdict, dict[str, Any
     environment_for_chaos()
     started = time.monotonic()
     # On this thread: Ray's nodes install signal handlers, which only the main thread may.
+    progress(f"starting a cluster of {args.shard_hosts + 1} nodes (seed {args.seed})")
     cluster = ChaosCluster.start(args.shards, args.shard_hosts, args.replicas)
     figures: dict[str, Any] = {"setup_seconds": round(time.monotonic() - started, 1)}
     try:
@@ -109,6 +111,7 @@ async def _run(
     connector = aiohttp.TCPConnector(limit=args.clients * 2)
     async with aiohttp.ClientSession(cluster.url, headers=headers, connector=connector) as session:
         initial = await stock_levels(session, skus)
+        progress(f"{args.clients} clients for {args.seconds:g} s, faults {args.faults}")
         if args.broken:
             fault, value = BROKEN_BUILDS[args.broken]
             for shard in cluster.client.shards:
@@ -143,6 +146,13 @@ async def _run(
             return history, Verdict([Violation("availability", repr(error))], Counter()), figures
         figures["settle_seconds"] = round(time.monotonic() - settle_started, 1)
     figures["feed_events"] = len(final.feed)
+    figures["restock_jobs"] = len(final.restock_jobs)
+    # Runs of a file after the load, because a re-run's driver died as well (see faults.py).
+    figures["restock_runs_after_load"] = sum(job["extra_runs"] for job in final.restock_jobs)
+    figures["restock_rerun_exit_codes"] = dict(
+        Counter(str(job["rerun_exit_code"]) for job in final.restock_jobs)
+    )
+    progress(f"checking {len(history.ops):,} operations")
     verdict = check(history, final)
     return history, verdict, figures
 
@@ -156,13 +166,16 @@ async def settle_and_read(
     initial: dict[Any, int],
 ) -> FinalState:
     """Wait until the service is whole again, resolve every unknown outcome, then read."""
+    progress("load stopped; waiting for every shard")
     await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout)
     history = injector.history
+    progress("resolving unknown outcomes")
     await resolve_unknowns(session, history)
+    progress("finishing restock jobs")
     restock_jobs = await asyncio.to_thread(injector.finish_restocks)
     await asyncio.to_thread(wait_settled, cluster, args.settle_timeout)
     final = await final_state(session, cluster, history, skus, initial)
-    final.restocked, final.restock_jobs = injector.restocked(), restock_jobs
+    final.restock_jobs = restock_jobs
     return final
 
 
@@ -188,22 +201,29 @@ async def final_state(
     initial: dict[Any, int],
 ) -> FinalState:
     """The SKUs and the reservations, read until two reads of the reservations around the SKU
-    read agree (expiries may land in between), then the whole feed and the files' checks."""
+    read agree (expiries may land in between), then the whole feed and the files' checks.
+    Only reservations still holding units can change: later rounds read only those."""
     hold_ids = sorted({h for op in history.ops if (h := _hold_of(op))})
+    progress(f"reading {len(hold_ids):,} reservations")
     holds = await read_holds(session, hold_ids)
     for _ in range(FINAL_READ_ROUNDS_MAX):
         views = await read_skus(session, skus)
-        again = await read_holds(session, hold_ids)
-        if again == holds:
+        open_ids = [h for h, view in holds.items() if view and view["status"] in HOLDING]
+        again = await read_holds(session, open_ids)
+        if all(again[h] == holds[h] for h in open_ids):
             break
-        holds = again
+        holds.update(again)
+    progress("reading the change feed")
+    feed = await read_feed(session)
+    progress(f"read {len(feed):,} events; checking the shard files")
     return FinalState(
-        skus=views,
-        holds=holds,
-        feed=await read_feed(session),
-        integrity=integrity(cluster),
-        initial=initial,
+        skus=views, holds=holds, feed=feed, integrity=integrity(cluster), initial=initial
     )
+
+
+def progress(what: str) -> None:
+    """A line on stderr per phase, so a long run shows where it is."""
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
 def _hold_of(op: Op) -> str | None:

@@ -5,6 +5,7 @@ replica's Service and render the answer. Answers are written as JSON bytes direc
 pydantic answer models only document them in `/openapi.json`.
 """
 
+import json
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Request
@@ -37,6 +38,7 @@ from inventory_actors.ray_metrics import make_metric
 from serve_app import batch as batch_ops
 from serve_app.alert_routes import add_alert_routes
 from serve_app.feed_routes import AsOf, add_feed_routes, add_sku_history_routes, as_of_answer
+from serve_app.json_body import StrictJsonRoute, loads_strict
 from serve_app.keys import Role
 from serve_app.limits import BodyLimit
 from serve_app.models import (
@@ -55,6 +57,7 @@ from serve_app.restock_routes import add_restock_routes
 from serve_app.routing import (
     COMMON_RESPONSES,
     Admin,
+    IdempotencyKeyChecked,
     IdempotencyKeyHeader,
     Reader,
     SkuPath,
@@ -152,7 +155,12 @@ def add_stock_routes(app: FastAPI) -> None:
         responses=COMMON_RESPONSES,
         summary="Stock of up to 1,000 SKUs",
     )
-    async def query_skus(request: Request, body: QueryBody, caller: Reader) -> Response:
+    async def query_skus(
+        request: Request,
+        body: QueryBody,
+        caller: Reader,
+        idempotency_key: IdempotencyKeyChecked = None,
+    ) -> Response:
         views = await service_of(request).client.get_skus_async(body.skus)
         items = [sku_body(view) for view in views if view is not None]
         missing = [sku for sku, view in zip(body.skus, views, strict=True) if view is None]
@@ -292,6 +300,15 @@ def _add_hold_transition(app: FastAPI, verb: str, kind: Any, text: str) -> None:
         caller: Writer,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
+        # The contract gives these no body. One sent anyway was ignored, so a garbled request
+        # (a truncated body, the wrong encoding) committed or released all the same: if there
+        # is one, it must at least be JSON.
+        body = await request.body()
+        if body:
+            try:
+                loads_strict(body)
+            except json.JSONDecodeError:
+                raise validation("the body is not valid JSON", 400) from None
         return await _run_command(request, caller, kind(reservation_id), idempotency_key)
 
     app.post(
@@ -310,7 +327,12 @@ def add_batch_route(app: FastAPI) -> None:
         responses=COMMON_RESPONSES,
         summary="Up to 10,000 independent operations; each durable before the answer",
     )
-    async def batch(request: Request, body: BatchBody, caller: Writer) -> Response:
+    async def batch(
+        request: Request,
+        body: BatchBody,
+        caller: Writer,
+        idempotency_key: IdempotencyKeyChecked = None,
+    ) -> Response:
         if caller.role < Role.ADMIN and any(
             isinstance(op, batch_ops.STOCK_OPERATIONS) for op in body.operations
         ):
@@ -381,6 +403,8 @@ def create_app() -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    # Before any route is added: each parses its JSON body strictly (serve_app/json_body.py).
+    app.router.route_class = StrictJsonRoute
     add_error_handlers(app)
     add_health_routes(app)
     # Before the SKU routes, whose `{sku}` path would take theirs: `/v1/skus/X/history` is

@@ -1,5 +1,12 @@
-"""A body-size bound in front of the app: a body over the limit is refused with 413 before it
-is read, or as soon as it grows past the limit when no Content-Length was sent."""
+"""Bounds in front of the app on a request's body: its size and how long it may take to arrive.
+
+A body over the size limit is refused with 413 before it is read, or as soon as it grows past
+the limit when no Content-Length was sent. A body whose next part does not arrive within
+`body_read_timeout_seconds` (a client that stalls mid-body) is answered with 408 and the
+connection closed, so a stalled client does not hold the replica's request slot for as long as
+the ingress would keep its connection open."""
+
+import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -7,7 +14,7 @@ from serve_app.problems import Problem
 from serve_app.service import Settings, current_settings
 
 
-class _TooLarge(Exception):
+class _Refused(Exception):
     pass
 
 
@@ -23,25 +30,31 @@ class BodyLimit:
             return
         settings = current_settings()
         limit = _limit_for(scope["path"], settings)
+        declared: int | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > limit:
-                    await self._refuse(limit, scope, receive, send)
+                    await _too_large(limit).response()(scope, receive, send)
                     return
+                declared = int(value)
                 break
-        else:
-            counted = _Counted(scope, receive, send, limit)
-            try:
-                await self.app(scope, counted.receive, counted.send)
-            except _TooLarge:
-                if not counted.refused:
-                    await self._refuse(limit, scope, receive, send)
+        if declared == 0:  # no body: nothing to bound
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        await _too_large(limit).response()(scope, receive, send)
+        # With a Content-Length the size is bounded already; only the time is left to bound.
+        guarded = _Guarded(
+            scope,
+            receive,
+            send,
+            limit if declared is None else None,
+            settings.body_read_timeout_seconds,
+        )
+        try:
+            await self.app(scope, guarded.receive, guarded.send)
+        except _Refused:
+            if not guarded.refused and guarded.refusal is not None:
+                guarded.refused = True
+                await guarded.refusal.response()(scope, receive, send)
 
 
 def _limit_for(path: str, settings: Settings) -> int:
@@ -56,28 +69,62 @@ def _too_large(limit: int) -> Problem:
     return Problem("payload-too-large", 413, f"the body may have at most {limit} bytes")
 
 
-class _Counted:
-    """A body without Content-Length, counted as it arrives. Past the limit, reading fails; the
-    app may turn that failure into an answer of its own (FastAPI answers 400 "error parsing the
-    body"), so once the limit is passed whatever answer the app starts is replaced by the 413."""
+def _too_slow(timeout_seconds: float) -> Problem:
+    # The rest of the body may still come; closing the connection is the only way to be done
+    # with it (RFC 9110, 408).
+    return Problem(
+        "request-timeout",
+        408,
+        f"no part of the body arrived for {timeout_seconds:g} s; send it again",
+        headers={"Connection": "close"},
+    )
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        self._scope, self._receive, self._send, self._limit = scope, receive, send, limit
+
+class _Guarded:
+    """The body as it arrives: each part within `timeout_seconds`, and at most `limit` bytes
+    in all when no Content-Length bounded it (None: one did). Past either bound, reading fails;
+    the app may turn that failure into an answer of its own (FastAPI answers 400 "error parsing
+    the body"), so once a bound is passed whatever answer the app starts is replaced by the
+    bound's problem. Once the whole body is in, receiving (which then only waits for the client
+    to disconnect) is not timed."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int | None,
+        timeout_seconds: float,
+    ) -> None:
+        self._scope, self._receive, self._send = scope, receive, send
+        self._limit, self._timeout_seconds = limit, timeout_seconds
         self._seen = 0
-        self.exceeded = self.refused = False
+        self._body_done = False
+        self.refusal: Problem | None = None
+        self.refused = False
 
     async def receive(self) -> Message:
-        message = await self._receive()
-        if message["type"] == "http.request":
-            self._seen += len(message.get("body", b""))
-            if self._seen > self._limit:
-                self.exceeded = True
-                raise _TooLarge
+        if self._body_done:
+            return await self._receive()
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                message = await self._receive()
+        except TimeoutError:
+            self.refusal = _too_slow(self._timeout_seconds)
+            raise _Refused from None
+        if message["type"] != "http.request":  # a disconnect: no more body will come
+            self._body_done = True
+            return message
+        self._seen += len(message.get("body", b""))
+        if self._limit is not None and self._seen > self._limit:
+            self.refusal = _too_large(self._limit)
+            raise _Refused
+        self._body_done = not message.get("more_body", False)
         return message
 
     async def send(self, message: Message) -> None:
-        if not self.exceeded:
+        if self.refusal is None:
             await self._send(message)
         elif message["type"] == "http.response.start" and not self.refused:
             self.refused = True
-            await _too_large(self._limit).response()(self._scope, self._receive, self._send)
+            await self.refusal.response()(self._scope, self._receive, self._send)

@@ -42,6 +42,8 @@ TITLES: dict[str, str] = {
     "shard-unavailable": "The shard that owns this data is unavailable",
     # Beyond the contract's list: the change feed's retention (docs/feed.md).
     "cursor-expired": "The events asked for are older than the feed keeps",
+    # Beyond it too: a body that stopped arriving (Settings.body_read_timeout_seconds).
+    "request-timeout": "The request body did not arrive in time",
 }
 
 

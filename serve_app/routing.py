@@ -27,6 +27,14 @@ IdempotencyKeyHeader = Annotated[
         description="Makes a retry safe: the first answer is stored and replayed.",
     ),
 ]
+# The same header where a route does not store and replay answers (a batch's operations carry
+# their own keys): a malformed one is still refused (422) rather than ignored, as the contract
+# has every POST and PUT accept only 1 to 255 printable ASCII characters. Left out of
+# /openapi.json: a well-formed one changes nothing there.
+IdempotencyKeyChecked = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=r"^[\x20-\x7e]{1,255}$", include_in_schema=False),
+]
 PROBLEM_RESPONSE = {"model": ProblemOut, "content": {PROBLEM_MEDIA_TYPE: {}}}
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {**PROBLEM_RESPONSE, "description": text}
@@ -34,6 +42,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "Malformed request (validation-error)",
         401: "No or unknown API key (unauthorized)",
         403: "The key's role is too low (forbidden)",
+        408: "The body stopped arriving (request-timeout)",
         413: "Body too large (payload-too-large)",
         422: "Invalid request (validation-error, idempotency-key-reused)",
         429: "Rate limited or overloaded (rate-limited, overloaded)",

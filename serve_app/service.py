@@ -42,6 +42,11 @@ class Settings:
     # A restock file is held whole in the replica, then in the object store, while its job
     # runs; larger files go through `inventory restock`, which streams them.
     restock_body_bytes_max: int = 256 * 1024 * KIB
+    # The longest wait for the next part of a request body. A request holds one of the
+    # replica's `max_ongoing_requests` slots while its body arrives, so a client that stops
+    # sending mid-body would hold it for as long as the ingress keeps the connection (an hour):
+    # past this it gets 408 and the slot is free. A sending client never pauses this long.
+    body_read_timeout_seconds: float = 5.0
     # Every actor call waits at most this long; then the outcome is unknown (503, retry with
     # the same Idempotency-Key).
     call_timeout_seconds: float = 10.0

@@ -12,7 +12,14 @@ from inventory_actors.webhook_dispatcher import dispatcher
 from persistence.webhooks_store import Subscription
 from serve_app.problems import Problem, not_found
 from serve_app.render import rfc3339
-from serve_app.routing import COMMON_RESPONSES, Admin, json_response, responses_with, service_of
+from serve_app.routing import (
+    COMMON_RESPONSES,
+    Admin,
+    IdempotencyKeyChecked,
+    json_response,
+    responses_with,
+    service_of,
+)
 from serve_app.service import Service
 
 DISPATCHER_TIMEOUT_SECONDS = 10.0
@@ -60,7 +67,12 @@ async def _ask(service: Service, method: str, *args: Any) -> Any:
 
 def add_webhook_routes(app: FastAPI) -> None:
     @app.post("/v1/webhooks", status_code=201, responses=COMMON_RESPONSES, summary="Subscribe")
-    async def register(request: Request, body: WebhookBody, caller: Admin) -> Response:
+    async def register(
+        request: Request,
+        body: WebhookBody,
+        caller: Admin,
+        idempotency_key: IdempotencyKeyChecked = None,
+    ) -> Response:
         subscription = await _ask(
             service_of(request), "register", body.url, sorted(set(body.events)), body.secret
         )

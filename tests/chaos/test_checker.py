@@ -191,7 +191,14 @@ def test_a_replay_that_answers_differently_is_caught() -> None:
             {"integrity": {"shard-0000.sqlite3": "*** in database main *** Page 7 is never used"}},
             "integrity",
         ),
-        ({"restock_jobs": [{"status": "failed", "rows_total": 10, "rows_applied": 4}]}, "restock"),
+        (
+            {
+                "restock_jobs": [
+                    {"status": "failed", "rows_total": 4, "rows_applied": 0, "added": {}}
+                ]
+            },
+            "restock",
+        ),
     ],
 )
 def test_file_and_restock_checks(change: dict[str, Any], check_name: str) -> None:
@@ -199,6 +206,18 @@ def test_file_and_restock_checks(change: dict[str, Any], check_name: str) -> Non
     for name, value in change.items():
         setattr(story.final, name, value)
     assert story.checks() == {check_name: 1}
+
+
+def test_restocked_units_count_and_a_half_applied_job_is_flagged() -> None:
+    story = Story()
+    job = {"status": "succeeded", "rows_total": 3, "rows_applied": 3, "added": {(SKU, "east"): 3}}
+    story.final.restock_jobs = [job]
+    assert story.checks() == {"conservation": 1}  # 3 units the state does not have
+    story.final.skus[SKU] = view(4, level("east", 16))
+    story.final.feed.append(event(5, "stock.adjusted", (13, 0), (16, 0), 4))
+    assert story.checks() == {}
+    story.final.restock_jobs = [job | {"status": "failed", "rows_applied": 1, "added": None}]
+    assert story.checks() == {"conservation": 1, "restock": 1}
 
 
 def test_a_history_survives_its_json_lines() -> None:
