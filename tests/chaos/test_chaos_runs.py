@@ -44,7 +44,9 @@ def test_a_short_run_with_every_fault_kind_finds_no_violation(tmp_path: Path) ->
     injected = dict(report["faults_by_kind"])
     assert report["faults_not_injected"] <= 2, report
     assert all(injected.get(kind, 0) >= 2 for kind in KINDS), injected
-    assert report["operations"] >= 2_000, report
+    # Real work between the faults (about 2,000 operations on an idle 2-core machine; fewer
+    # when other work shares its cores).
+    assert report["operations"] >= 500, report
     # Faults made some outcomes unknown, and every one was resolved.
     assert report["unknown_outcomes"] > 0, report
     assert sum(report["unknown_resolved_as"].values()) == report["unknown_outcomes"]
