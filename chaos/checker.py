@@ -181,22 +181,13 @@ def _unresolved(history: History, checked: Counter[str]) -> Iterator[Violation]:
 # -- reservations -----------------------------------------------------------------------------
 
 
-def hold_id_of(op: Op) -> str | None:
-    if op.kind is Kind.RESERVE:
-        answer = op.final_answer
-        return answer.get("reservation_id") if isinstance(answer, dict) else None
-    if op.kind in (Kind.COMMIT, Kind.RELEASE, Kind.EXTEND):
-        return op.path.split("/")[3]
-    return None
-
-
 def _holds(history: History, final: FinalState, checked: Counter[str]) -> Iterator[Violation]:
     wanted = {Kind.COMMIT: "committed", Kind.RELEASE: "released"}
     for op in history.mutations():
         if op.kind not in (Kind.RESERVE, *wanted) or op.final_outcome is not Outcome.OK:
             continue
         checked["acknowledged reservation changes"] += 1
-        hold_id = hold_id_of(op)
+        hold_id = op.hold_id
         view = final.holds.get(hold_id) if hold_id else None
         if view is None:
             yield Violation("lost", f"op {op.op_id} {op.kind}: reservation {hold_id} is gone")

@@ -31,7 +31,6 @@ SHARD_HOST = "shard_host"
 # shards restart elsewhere soon.
 FAST_NODE_DEATH = {"health_check_period_ms": 1_000, "health_check_failure_threshold": 3}
 REPLICA_TITLE = f"ray::ServeReplica:{APP_NAME}:"
-SHARD_TITLE = "ray::ShardActor"
 
 
 def shard_config() -> ShardConfig:
@@ -153,23 +152,24 @@ class ChaosCluster:
                     hosts.setdefault(node, []).append(status.shard_id)
         return hosts
 
-    def wait_shards_up(self, timeout_seconds: float) -> float:
-        """Seconds until every shard is available (raises at the deadline)."""
+    def wait_shards_up(self, timeout_seconds: float, settled: bool = False) -> float:
+        """Seconds until every shard is available and, if `settled`, every reservation across
+        shards is decided everywhere (raises at the deadline)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_seconds:
             with contextlib.suppress(Exception):
-                if all(s is not None and s.available for s in self.shard_statuses()):
+                if all(
+                    s is not None and s.available and not (settled and s.unsettled_reservations)
+                    for s in self.shard_statuses()
+                ):
                     return time.monotonic() - started
             time.sleep(0.1)
-        raise TimeoutError(f"shards not all up after {timeout_seconds} s")
+        what = "settled" if settled else "up"
+        raise TimeoutError(f"shards not all {what} after {timeout_seconds} s")
 
 
 def add_shard_host(cluster: Cluster) -> Any:
     return cluster.add_node(num_cpus=1, resources={SHARD_HOST: 100})
-
-
-def data_files(data_dir: Path) -> list[Path]:
-    return sorted(path for path in data_dir.rglob("*.sqlite3") if path.is_file())
 
 
 def environment_for_chaos() -> None:

@@ -75,7 +75,7 @@ class Injector:
         self.restock_rows = restock_rows
         self.skus = skus or []
         # Each restock file's totals per SKU-location, and the re-runs still going.
-        self.restocks: list[tuple[str, dict[tuple[str, str], int]]] = []
+        self.restocks: list[tuple[str, Path, dict[tuple[str, str], int]]] = []
         self.reruns: list[subprocess.Popen[bytes]] = []
         self.actions: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
             SHARD_KILL: self._shard_kill,
@@ -188,11 +188,10 @@ class Injector:
     # -- restock jobs -----------------------------------------------------------------------
 
     async def _restock_driver_kill(self, record: FaultRecord) -> None:
-        index = len(self.restocks)
-        path = self.cluster.work_dir / f"restock-{index}.csv"
+        path = self.cluster.work_dir / f"restock-{len(self.restocks)}.csv"
         totals = self._restock_file(path)
         spec = job_spec(path, "delta", "csv", path.name)
-        self.restocks.append((spec.job_id, totals))
+        self.restocks.append((spec.job_id, path, totals))
         driver = self._restock_cli(path)
         jobs = jobs_actor(self.cluster.data_dir, self.cluster.namespace)
         # Killed at a random moment once the job has begun: before its first chunk, between
@@ -239,14 +238,13 @@ class Injector:
         exits = [rerun.wait(RESTOCK_RUN_TIMEOUT_SECONDS) for rerun in self.reruns]
         jobs = jobs_actor(self.cluster.data_dir, self.cluster.namespace)
         found = []
-        for index, (job_id, totals) in enumerate(self.restocks):
+        for index, (job_id, path, totals) in enumerate(self.restocks):
             job = ray.get(jobs.get.remote(job_id), timeout=30)
             # A re-run's driver can die too (a lost node takes the drivers attached to it):
             # the operator runs the file again, as the job's error says.
             extra_runs = 0
             while (job is None or job.status != "succeeded") and extra_runs < RESTOCK_RUNS_MAX:
                 extra_runs += 1
-                path = self.cluster.work_dir / f"restock-{index}.csv"
                 self._restock_cli(path).wait(RESTOCK_RUN_TIMEOUT_SECONDS)
                 job = ray.get(jobs.get.remote(job_id), timeout=30)
             applied = None if job is None else job.rows_applied

@@ -89,6 +89,17 @@ class Op:
     def is_mutation(self) -> bool:
         return self.kind in MUTATIONS
 
+    @property
+    def hold_id(self) -> str | None:
+        """The reservation this op placed (once it is known to have) or acted on."""
+        if self.kind is Kind.RESERVE:
+            answer = self.final_answer
+            placed = self.final_outcome is Outcome.OK and isinstance(answer, dict)
+            return answer.get("reservation_id") if placed else None
+        if self.kind in (Kind.COMMIT, Kind.RELEASE, Kind.EXTEND):
+            return self.path.split("/")[3]
+        return None
+
 
 @dataclass
 class FaultRecord:

@@ -17,7 +17,6 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import aiohttp
 from chaos.checker import HOLDING, FinalState, Verdict, Violation, check
 from chaos.cluster import ChaosCluster, environment_for_chaos
 from chaos.faults import KINDS, Injector
-from chaos.history import History, Kind, Op, Outcome
+from chaos.history import History, Outcome
 from chaos.report import write_report
 from chaos.workload import LOCATIONS, Client, Shared, resolve_unknowns, send
 from inventory_actors.fault_hooks import Fault
@@ -173,24 +172,10 @@ async def settle_and_read(
     await resolve_unknowns(session, history)
     progress("finishing restock jobs")
     restock_jobs = await asyncio.to_thread(injector.finish_restocks)
-    await asyncio.to_thread(wait_settled, cluster, args.settle_timeout)
+    await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout, True)
     final = await final_state(session, cluster, history, skus, initial)
     final.restock_jobs = restock_jobs
     return final
-
-
-def wait_settled(cluster: ChaosCluster, timeout_seconds: float) -> None:
-    """Every shard up and every reservation across shards decided everywhere."""
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        with suppress(Exception):
-            statuses = cluster.shard_statuses()
-            if all(
-                s is not None and s.available and not s.unsettled_reservations for s in statuses
-            ):
-                return
-        time.sleep(0.2)
-    raise TimeoutError("the shards did not settle")
 
 
 async def final_state(
@@ -203,7 +188,7 @@ async def final_state(
     """The SKUs and the reservations, read until two reads of the reservations around the SKU
     read agree (expiries may land in between), then the whole feed and the files' checks.
     Only reservations still holding units can change: later rounds read only those."""
-    hold_ids = sorted({h for op in history.ops if (h := _hold_of(op))})
+    hold_ids = sorted({h for op in history.ops if (h := op.hold_id)})
     progress(f"reading {len(hold_ids):,} reservations")
     holds = await read_holds(session, hold_ids)
     for _ in range(FINAL_READ_ROUNDS_MAX):
@@ -224,15 +209,6 @@ async def final_state(
 def progress(what: str) -> None:
     """A line on stderr per phase, so a long run shows where it is."""
     print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
-
-
-def _hold_of(op: Op) -> str | None:
-    if op.kind is Kind.RESERVE and op.final_outcome is Outcome.OK:
-        answer = op.final_answer
-        return answer.get("reservation_id") if isinstance(answer, dict) else None
-    if op.kind in (Kind.COMMIT, Kind.RELEASE, Kind.EXTEND):
-        return op.path.split("/")[3]
-    return None
 
 
 async def _get(session: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:

@@ -156,14 +156,13 @@ class Client:
             return
         if op.is_mutation:
             shared.replayable.append(op.op_id)
-        if op.kind is Kind.RESERVE and isinstance(op.answer, dict):
-            shared.holds.append(op.answer["reservation_id"])
+        hold_id = op.hold_id
+        if op.kind is Kind.RESERVE and hold_id is not None:
+            shared.holds.append(hold_id)
             if len(shared.holds) > HOLDS_TRACKED_MAX:
                 del shared.holds[: HOLDS_TRACKED_MAX // 2]
-        elif op.kind in (Kind.COMMIT, Kind.RELEASE):
-            hold_id = op.path.split("/")[3]
-            if hold_id in shared.holds:
-                shared.holds.remove(hold_id)
+        elif op.kind in (Kind.COMMIT, Kind.RELEASE) and hold_id in shared.holds:
+            shared.holds.remove(hold_id)
 
 
 async def resolve_unknowns(session: aiohttp.ClientSession, history: History) -> int:

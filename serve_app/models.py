@@ -20,7 +20,9 @@ from inventory_actors.domain import limits
 BATCH_OPERATIONS_MAX = 10_000
 QUERY_SKUS_MAX = 1_000
 
-IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,255}$")]
+# 1 to 255 printable ASCII characters (the contract), wherever the key is checked.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+IdempotencyKey = Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)]
 
 
 class _Body(BaseModel):

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from inventory_actors.domain import limits
 from serve_app.keys import Role
-from serve_app.models import ProblemOut
+from serve_app.models import IDEMPOTENCY_KEY_PATTERN, ProblemOut
 from serve_app.problems import PROBLEM_MEDIA_TYPE
 from serve_app.service import Caller, Service, current_service
 
@@ -23,7 +23,7 @@ IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        pattern=r"^[\x20-\x7e]{1,255}$",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Makes a retry safe: the first answer is stored and replayed.",
     ),
 ]
@@ -33,7 +33,7 @@ IdempotencyKeyHeader = Annotated[
 # /openapi.json: a well-formed one changes nothing there.
 IdempotencyKeyChecked = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", pattern=r"^[\x20-\x7e]{1,255}$", include_in_schema=False),
+    Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN, include_in_schema=False),
 ]
 PROBLEM_RESPONSE = {"model": ProblemOut, "content": {PROBLEM_MEDIA_TYPE: {}}}
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
