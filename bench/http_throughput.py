@@ -36,8 +36,8 @@ from typing import Any
 
 from bench import profiling
 from bench.common import print_json, print_table, sku_name, source_state
+from inventory_actors.cli import FAST_INGRESS_ENV
 
-FAST_INGRESS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 ON_HAND = 1_000_000_000
 TTL_SECONDS = 60
 NOOP_PREFIX = "/noop"
@@ -404,8 +404,8 @@ def serve_stack(shards: int, replicas: int, default_proxy: bool) -> Iterator[Ser
     """Start Ray, Serve (the fast ingress unless `default_proxy`) and the app with rate limits
     disabled, so the figures are of the service, not the limiter; shut it all down after."""
     # Serve reads these when it is imported and when its actors start: set them first.
-    for name, value in FAST_INGRESS.items():
-        if default_proxy:
+    for name, value in FAST_INGRESS_ENV.items():
+        if default_proxy and name != "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S":
             os.environ.pop(name, None)
         else:
             os.environ.setdefault(name, value)

@@ -18,8 +18,10 @@ from ray import serve
 from ray.cluster_utils import Cluster
 
 from bench.http_throughput import free_port, private_serve_files, wait_ready
+from inventory_actors.cli import FAST_INGRESS_ENV
 from inventory_actors.client import InventoryClient
 from inventory_actors.config import ShardConfig
+from inventory_actors.errors import ShardUnavailable
 from inventory_actors.protocol import ShardStatus
 from serve_app.deployment import APP_NAME, deploy
 from serve_app.keys import KeyStore
@@ -87,7 +89,13 @@ class ChaosCluster:
             namespace=namespace,
             config=shard_config(),
             call_timeout_seconds=10.0,
-            actor_options={"resources": {SHARD_HOST: 1}, "scheduling_strategy": "SPREAD"},
+            # Placed by the shard-host resource alone: a killed shard's restart must never
+            # wait for CPU that a restock task or a replica took on its node meanwhile.
+            actor_options={
+                "resources": {SHARD_HOST: 1},
+                "num_cpus": 0,
+                "scheduling_strategy": "SPREAD",
+            },
         )
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -156,16 +164,30 @@ class ChaosCluster:
         """Seconds until every shard is available and, if `settled`, every reservation across
         shards is decided everywhere (raises at the deadline)."""
         started = time.monotonic()
+        last: list[str] = []
         while time.monotonic() - started < timeout_seconds:
             with contextlib.suppress(Exception):
+                statuses = self.client.status()
+                last = [_state_of(s) for s in statuses]
                 if all(
-                    s is not None and s.available and not (settled and s.unsettled_reservations)
-                    for s in self.shard_statuses()
+                    isinstance(s, ShardStatus)
+                    and s.available
+                    and not (settled and s.unsettled_reservations)
+                    for s in statuses
                 ):
                     return time.monotonic() - started
             time.sleep(0.1)
         what = "settled" if settled else "up"
-        raise TimeoutError(f"shards not all {what} after {timeout_seconds} s")
+        # What each shard last said, so that a run that fails here says why.
+        states = "; ".join(f"shard {n}: {state}" for n, state in enumerate(last))
+        raise TimeoutError(f"shards not all {what} after {timeout_seconds} s ({states})")
+
+
+def _state_of(status: ShardStatus | ShardUnavailable) -> str:
+    if isinstance(status, ShardUnavailable):
+        return f"unavailable: {status.detail}"
+    state = "up" if status.available else "recovering"
+    return f"{state}, lsn {status.last_lsn}, {status.unsettled_reservations} unsettled"
 
 
 def add_shard_host(cluster: Cluster) -> Any:
@@ -174,6 +196,6 @@ def add_shard_host(cluster: Cluster) -> Any:
 
 def environment_for_chaos() -> None:
     """Serve's fast ingress, as in production; set before Ray starts."""
-    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    for variable, value in FAST_INGRESS_ENV.items():
+        os.environ.setdefault(variable, value)
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")

@@ -27,8 +27,14 @@ HTTP_PORT = 8000
 METRICS_PORT = 8080
 # `inventory up` in the foreground exits this long after the cluster went away.
 CLUSTER_CHECK_SECONDS = 5.0
-# The fast Serve ingress: several times the default proxy's throughput on small nodes.
-FAST_INGRESS_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# The fast Serve ingress: several times the default proxy's throughput on small nodes. Serve
+# kills a node's proxy that is not ready within 5 s and then fails to start; on a busy small
+# node starting HAProxy can take longer.
+FAST_INGRESS_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+}
 
 
 def _ray_binary() -> str:

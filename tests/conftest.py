@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 import ray
 
+from inventory_actors.cli import FAST_INGRESS_ENV
 from inventory_actors.client import InventoryClient
 from inventory_actors.config import ShardConfig
 
@@ -36,8 +37,8 @@ def free_port() -> int:
 
 # The fast Serve ingress, as `make run` sets it. Serve reads these when it starts, so they must be
 # in the environment before Ray starts; set here, at import time, for the whole session.
-os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
-os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+for _variable, _value in FAST_INGRESS_ENV.items():
+    os.environ.setdefault(_variable, _value)
 # A replica behind HAProxy stays up this long when stopped, so load balancers can deregister it
 # (30 s by default); nothing balances tests, and the wait would only slow their teardown.
 os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")

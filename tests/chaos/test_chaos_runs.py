@@ -84,7 +84,7 @@ def test_the_checker_catches_a_broken_build(
         "--clients",
         "8",
         "--settle-timeout",
-        "60",
+        "180",
     )
     assert code == 1, output
     found = set(report["violations_by_check"])
