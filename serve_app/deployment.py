@@ -5,14 +5,17 @@
 
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ray import serve
 from ray.serve import Application
+from starlette.middleware import Middleware
 
 from inventory_actors import json_logging
 from inventory_actors.ray_metrics import make_metric
+from serve_app.admission import AdmissionGate, AdmissionLimits
 from serve_app.app import create_app
+from serve_app.observability import Observability
 from serve_app.operator_routes import ShardWatch
 from serve_app.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Service, Settings, current_service, install_service
@@ -20,16 +23,40 @@ from serve_app.service import Service, Settings, current_service, install_servic
 APP_NAME = "inventory"
 DEPLOYMENT_NAME = "inventory-api"
 
+# Requests Serve lets into a replica beyond what the gate runs and queues: those on their way
+# to the gate (on a saturated replica, thousands: the event loop's backlog), its answers while
+# they are sent, the health routes and event streams. As many as the HAProxy ingress holds
+# connections (RAY_SERVE_HAPROXY_MAXCONN, 4,096), so that each is answered by the gate.
+SERVE_ONGOING_HEADROOM = 4_096
+# Serve's queue in front of the app, past `max_ongoing_requests`; then Serve answers a
+# plain-text 503 itself. Only a backstop, but not a small one: with the HAProxy ingress
+# (Serve 2.60) a request counts as queued from its arrival until its task first runs, so a
+# burst that arrives within one turn of the replica's event loop (250 requests at once, say)
+# counts whole, however many slots are free.
+SERVE_QUEUED_MAX = 4_096
+
+
+def serve_limits(admission: AdmissionLimits) -> dict[str, Any]:
+    """Serve's per-replica bounds for a gate with `admission`: wide enough that every request
+    reaches the gate at once (which answers in problem+json, with Retry-After); past them Serve
+    queues a little, then answers 503 with Retry-After itself."""
+    return {
+        "max_ongoing_requests": admission.running_max
+        + admission.queued_max
+        + SERVE_ONGOING_HEADROOM,
+        "max_queued_requests": SERVE_QUEUED_MAX,
+        "backpressure_config": {"status_code": 503, "retry_after_s": 1.0},
+    }
+
+
 # Explicit Serve options. The defaults hurt here: max_ongoing_requests is 5, a replica
 # reserves a whole CPU, and autoscaling waits 30 s before adding a replica.
 DEPLOYMENT_OPTIONS: dict[str, Any] = {
     "name": DEPLOYMENT_NAME,
     # Replicas spend most of their time waiting on shards; let several share a core.
     "ray_actor_options": {"num_cpus": 0.25},
-    # Requests a replica works on at once: enough for coalescing to form big shard calls.
-    "max_ongoing_requests": 256,
-    # Beyond this many waiting at the proxy, Serve answers 503 at once instead of queueing.
-    "max_queued_requests": 2_048,
+    # Requests reach the admission gate at once; it decides what runs, waits or is shed.
+    **serve_limits(AdmissionLimits()),
     "autoscaling_config": {
         "min_replicas": 1,
         "initial_replicas": 1,
@@ -45,6 +72,12 @@ DEPLOYMENT_OPTIONS: dict[str, Any] = {
 }
 
 app = create_app()
+# The admission gate runs first, inside the observability middleware (so its answers are
+# counted and logged like every other), before anything reads the body.
+app.user_middleware.insert(
+    1 + next(i for i, m in enumerate(app.user_middleware) if cast(object, m.cls) is Observability),
+    Middleware(AdmissionGate, service_of=current_service),
+)
 
 
 @serve.deployment(**DEPLOYMENT_OPTIONS)
@@ -73,6 +106,8 @@ def settings_from(args: dict[str, Any]) -> Settings:
         raise ValueError("data_dir must be an absolute path: replicas run in another directory")
     if isinstance(values.get("rate_limits"), dict):
         values["rate_limits"] = _rate_limits(values["rate_limits"])
+    if isinstance(values.get("admission"), dict):
+        values["admission"] = AdmissionLimits(**values["admission"])
     return Settings(**values)
 
 
@@ -86,7 +121,8 @@ def _rate_limits(raw: dict[str, Any]) -> RateLimits:
 def build_app(args: dict[str, Any]) -> Application:
     """The application `serve deploy` / `serve run` build from `serve_config.yaml`."""
     settings = settings_from(args)
-    return InventoryApi.bind(settings)  # type: ignore[attr-defined,no-any-return]
+    deployment = InventoryApi.options(**serve_limits(settings.admission))  # type: ignore[attr-defined]
+    return deployment.bind(settings)  # type: ignore[no-any-return]
 
 
 def deploy(
@@ -98,13 +134,11 @@ def deploy(
 ) -> None:
     """Run the app on the connected Ray cluster. `num_replicas` fixes the replica count
     (no autoscaling), as tests want."""
-    deployment = InventoryApi
+    deployment = InventoryApi.options(**serve_limits(settings.admission))  # type: ignore[attr-defined]
     if num_replicas is not None:
-        deployment = deployment.options(  # type: ignore[attr-defined]
-            num_replicas=num_replicas, autoscaling_config=None
-        )
+        deployment = deployment.options(num_replicas=num_replicas, autoscaling_config=None)
     serve.run(
-        deployment.bind(settings),  # type: ignore[attr-defined]
+        deployment.bind(settings),
         name=APP_NAME,
         route_prefix=route_prefix,
         blocking=blocking,

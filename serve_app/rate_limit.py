@@ -171,6 +171,17 @@ class RateLimiter:
             bucket.tokens = max(0.0, bucket.tokens - cost)
             return _decision(bucket, limit)
 
+    def give_back(self, key_id: str, role: Role, cost: int = 1) -> None:
+        """Return `cost` tokens taken for a request the service then did not serve (shed by
+        admission control): a client is not charged for the server's refusal."""
+        if not self.limits.enabled:
+            return
+        limit = self.limits.for_role(role)
+        with self._mutex:
+            bucket = self._buckets.get(key_id)
+            if bucket is not None:
+                bucket.tokens = min(float(limit.burst), bucket.tokens + cost)
+
     def _refilled(self, key_id: str, limit: RoleLimit, now_s: float) -> _Bucket:
         bucket = self._buckets.get(key_id)
         if bucket is None:

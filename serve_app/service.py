@@ -6,6 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from inventory_actors.partitioning import slot_of
 from inventory_actors.protocol import Outcome, Submission
 from inventory_actors.restock_runtime import jobs_actor
 from inventory_actors.webhook_dispatcher import dispatcher
+from serve_app.admission import Admission, AdmissionLimits
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
 from serve_app.problems import Problem
-from serve_app.rate_limit import RateLimiter, RateLimits
+from serve_app.rate_limit import Decision, RateLimiter, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class Settings:
     commands_per_call_max: int = 1_000
     pending_per_shard_max: int = 20_000
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    # How many requests a replica runs and queues before it sheds (serve_app/admission.py).
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     # The longest reservation (and extension) this deployment accepts; the contract allows up
     # to 24 h, a deployment may choose less.
     ttl_seconds_max: int = 86_400
@@ -83,11 +87,20 @@ class Caller:
     headers: dict[str, str]
 
 
+# The rate-limit decision the admission gate took for this request (on the `Authorization`
+# it carries), so that the route charges it once. Each request runs in its own task, and so in
+# its own copy of the context: a value never outlives its request.
+_checked_at_admission: ContextVar[tuple[str, KeyRecord, Decision] | None] = ContextVar(
+    "checked_at_admission", default=None
+)
+
+
 class Service:
     def __init__(
         self, settings: Settings, client: InventoryClient, keys: KeyStore, limiter: RateLimiter
     ) -> None:
         self.settings, self.client, self.keys, self.limiter = settings, client, keys, limiter
+        self.admission = Admission(settings.admission)
         self.coalescer = Coalescer(
             client.call_shard,
             calls_in_flight_max=settings.calls_in_flight_per_shard,
@@ -121,25 +134,51 @@ class Service:
                 "send a valid API key as `Authorization: Bearer <key>`",
                 headers={"WWW-Authenticate": 'Bearer realm="inventory"'},
             )
-        decision = self.limiter.take(record.key_id, record.role, time.monotonic(), cost)
+        checked = _checked_at_admission.get()
+        if checked is not None and checked[0] == authorization and cost == 1:
+            decision = checked[2]
+        else:
+            decision = self.limiter.take(record.key_id, record.role, time.monotonic(), cost)
         headers = decision.headers()
         headers.pop("Retry-After", None)
         if not record.role.allows(required):
             detail = f"this route needs the {required.label} role; the key is {record.role.label}"
             raise Problem("forbidden", 403, detail, headers=headers)
         if not decision.allowed:
-            raise Problem(
-                "rate-limited",
-                429,
-                decision.detail,
-                retry_after_seconds=decision.retry_after_seconds,
-                headers=headers,
-            )
+            raise _rate_limited(decision, headers)
         return Caller(record.key_id, record.role, headers)
+
+    def rate_check(self, authorization: str | None) -> Problem | None:
+        """At admission, before anything else: take the token of the key the request names, so
+        a key over its limit hears 429 at once (not after waiting for a slot, and not 503 for a
+        load it caused). A request without a valid key passes (its route answers 401);
+        `authenticate` then reuses this decision."""
+        if not self.limiter.limits.enabled:
+            return None
+        record = self._key_of(authorization)
+        if record is None or authorization is None:
+            return None
+        decision = self.limiter.take(record.key_id, record.role, time.monotonic())
+        _checked_at_admission.set((authorization, record, decision))
+        if decision.allowed:
+            return None
+        headers = decision.headers()
+        headers.pop("Retry-After", None)
+        return _rate_limited(decision, headers)
+
+    def rate_refund(self) -> None:
+        """Give back the token `rate_check` took for this request: it was shed after all."""
+        checked = _checked_at_admission.get()
+        if checked is not None and checked[2].allowed:
+            self.limiter.give_back(checked[1].key_id, checked[1].role)
+            _checked_at_admission.set(None)
 
     def _key_of(self, authorization: str | None) -> KeyRecord | None:
         if authorization is None:
             return None
+        checked = _checked_at_admission.get()
+        if checked is not None and checked[0] == authorization:
+            return checked[1]  # authenticated at admission a moment ago
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return None
@@ -253,6 +292,16 @@ class Service:
                 assert key is not None
                 refusals[index] = Outcome(IdempotencyKeyReused(key))
         return refusals
+
+
+def _rate_limited(decision: Decision, headers: dict[str, str]) -> Problem:
+    return Problem(
+        "rate-limited",
+        429,
+        decision.detail,
+        retry_after_seconds=decision.retry_after_seconds,
+        headers=headers,
+    )
 
 
 def scoped_key(caller: Caller, idempotency_key: str | None) -> str | None:
