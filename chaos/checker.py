@@ -226,8 +226,28 @@ def _reserved(final: FinalState, checked: Counter[str]) -> Iterator[Violation]:
         if reserved != held[level]:
             yield Violation(
                 "reserved",
-                f"{level}: reserved {reserved}, but active reservations hold {held[level]}",
+                f"{level}: reserved {reserved}, but active reservations hold {held[level]}"
+                + _reserved_differences(final, level),
             )
+
+
+def _reserved_differences(final: FinalState, level: Level) -> str:
+    """Which reservations the difference is made of: those whose units on `level`, summed over
+    the feed's events, differ from what their final status says they hold (a reservation the
+    history never learned of has no status)."""
+    by_feed: Counter[str] = Counter()
+    for event in final.feed:
+        hold_id = event.get("reservation_id")
+        if hold_id and event["before"] is not None and (event["sku"], event["location"]) == level:
+            by_feed[hold_id] += event["after"]["reserved"] - event["before"]["reserved"]
+    found = []
+    for hold_id, units in sorted(by_feed.items()):
+        view = final.holds.get(hold_id)
+        holds = units_held([view], HOLDING)[level] if view is not None else 0
+        if units != holds:
+            status = view["status"] if view is not None else "not in the history"
+            found.append(f"{hold_id} ({status}) holds {units} by the feed, {holds} by its status")
+    return "; " + "; ".join(found) if found else ""
 
 
 # -- conservation -----------------------------------------------------------------------------

@@ -174,6 +174,19 @@ def test_reserved_must_match_the_reservations_holding_units() -> None:
     assert found.get("reserved") == 1
 
 
+def test_a_reserved_violation_names_the_reservation_the_feed_disagrees_with() -> None:
+    story = Story()
+    # r_1 committed, but its units stayed reserved: the commit took stock and left `reserved`.
+    story.final.feed[2]["reservation_id"] = "r_1"
+    story.final.feed[3]["reservation_id"] = "r_1"
+    story.final.feed[3]["after"]["reserved"] = 2
+    story.final.skus[SKU] = view(4, level("east", 13, reserved=2))
+    details = check(story.history, story.final).details()
+    assert any(
+        "r_1 (committed) holds 2 by the feed, 0 by its status" in d for d in details["reserved"]
+    ), details
+
+
 def test_a_replay_that_answers_differently_is_caught() -> None:
     story = Story()
     first = story.history.ops[1]
