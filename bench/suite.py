@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -517,15 +518,28 @@ def spike_scenario(stack: Any, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# Reading back after the spike: the key may still be over its rate limit; wait as told.
+READ_BACK_SECONDS_MAX = 120.0
+
+
 def _reserved(stack: Any, skus: list[str]) -> int:
-    """Units reserved on `skus` now, read back through the API."""
+    """Units reserved on `skus` now, read back through the API (with the spike's key, so a
+    429 is waited out for its `Retry-After`)."""
+    deadline = time.monotonic() + READ_BACK_SECONDS_MAX
     total = 0
     for sku in skus:
         request = urllib.request.Request(
             f"{stack.url}/v1/skus/{sku}", headers={"Authorization": f"Bearer {stack.key}"}
         )
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            total += json.loads(answer.read())["totals"]["reserved"]
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    total += json.loads(answer.read())["totals"]["reserved"]
+                break
+            except urllib.error.HTTPError as error:
+                if error.code != 429 or time.monotonic() > deadline:
+                    raise
+                time.sleep(float(error.headers.get("Retry-After", "1")))
     return total
 
 
