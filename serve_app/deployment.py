@@ -118,11 +118,15 @@ def _rate_limits(raw: dict[str, Any]) -> RateLimits:
     return RateLimits(**values)
 
 
+def deployment_for(settings: Settings, **options: Any) -> Any:
+    """The deployment with Serve's bounds for `settings`' admission limits, and `options`."""
+    return InventoryApi.options(**serve_limits(settings.admission), **options)  # type: ignore[attr-defined]
+
+
 def build_app(args: dict[str, Any]) -> Application:
     """The application `serve deploy` / `serve run` build from `serve_config.yaml`."""
     settings = settings_from(args)
-    deployment = InventoryApi.options(**serve_limits(settings.admission))  # type: ignore[attr-defined]
-    return deployment.bind(settings)  # type: ignore[no-any-return]
+    return deployment_for(settings).bind(settings)  # type: ignore[no-any-return]
 
 
 def deploy(
@@ -134,9 +138,10 @@ def deploy(
 ) -> None:
     """Run the app on the connected Ray cluster. `num_replicas` fixes the replica count
     (no autoscaling), as tests want."""
-    deployment = InventoryApi.options(**serve_limits(settings.admission))  # type: ignore[attr-defined]
-    if num_replicas is not None:
-        deployment = deployment.options(num_replicas=num_replicas, autoscaling_config=None)
+    fixed = (
+        {} if num_replicas is None else {"num_replicas": num_replicas, "autoscaling_config": None}
+    )
+    deployment = deployment_for(settings, **fixed)
     serve.run(
         deployment.bind(settings),
         name=APP_NAME,

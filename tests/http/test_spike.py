@@ -30,7 +30,7 @@ from ray import serve
 from bench.spike import ReservationLoad, SpikeResult, run_in_child
 from inventory_actors.client import InventoryClient
 from serve_app.admission import AdmissionLimits
-from serve_app.deployment import DEPLOYMENT_NAME, InventoryApi, serve_limits
+from serve_app.deployment import DEPLOYMENT_NAME, deployment_for
 from serve_app.keys import KeyStore, Role
 from serve_app.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Settings
@@ -75,9 +75,7 @@ class Stack:
     settings: Settings
 
     def deploy(self, name: str, settings: Settings, **options: Any) -> SpikeApp:
-        deployment = InventoryApi.options(  # type: ignore[attr-defined]
-            **serve_limits(settings.admission), **options
-        )
+        deployment = deployment_for(settings, **options)
         prefix = f"/{name}"
         serve.run(deployment.bind(settings), name=name, route_prefix=prefix)
         url = f"{self.base_url}{prefix}"
