@@ -233,15 +233,23 @@ def _reserved(final: FinalState, checked: Counter[str]) -> Iterator[Violation]:
 
 def _reserved_differences(final: FinalState, level: Level) -> str:
     """Which reservations the difference is made of: those whose units on `level`, summed over
-    the feed's events, differ from what their final status says they hold (a reservation the
-    history never learned of has no status)."""
+    the feed's events up to the final read's version (later expiries are not in that read),
+    differ from what their final status says they hold (a reservation the history never learned
+    of has no status), and the units events without a reservation moved."""
+    read_version = (final.skus.get(level[0]) or {}).get("version", 0)
     by_feed: Counter[str] = Counter()
     for event in final.feed:
-        hold_id = event.get("reservation_id")
-        if hold_id and event["before"] is not None and (event["sku"], event["location"]) == level:
-            by_feed[hold_id] += event["after"]["reserved"] - event["before"]["reserved"]
+        if event["before"] is None or (event["sku"], event["location"]) != level:
+            continue
+        if event["version"] <= read_version:
+            moved = event["after"]["reserved"] - event["before"]["reserved"]
+            by_feed[event.get("reservation_id") or f"no reservation ({event['type']})"] += moved
     found = []
     for hold_id, units in sorted(by_feed.items()):
+        if hold_id.startswith("no reservation"):
+            if units:
+                found.append(f"{hold_id} moved {units}")
+            continue
         view = final.holds.get(hold_id)
         holds = units_held([view], HOLDING)[level] if view is not None else 0
         if units != holds:

@@ -1,6 +1,7 @@
 """A chaos run: clients over HTTP against a private multi-node cluster while faults are
 injected, then the checker over the history and the final state. Writes a report (JSON and
-Markdown) and the history (JSON lines, gzipped); exits 1 on any violation.
+Markdown) and the history (JSON lines, gzipped); exits 1 on any violation, and then also writes
+what the checker read (`final-state.json.gz`).
 
     python -m chaos.run --seconds 1800 --seed 7     # `make chaos`
     python -m chaos.run --seconds 120               # the short run `make test` makes
@@ -22,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from chaos.checker import HOLDING, FinalState, Verdict, Violation, check
+from chaos.checker import FinalState, Verdict, Violation, check
 from chaos.cluster import ChaosCluster, environment_for_chaos
 from chaos.faults import KINDS, Injector
 from chaos.history import History, Outcome
@@ -33,7 +34,9 @@ from inventory_actors.partitioning import shard_path
 
 INITIAL_ON_HAND = 300
 FEED_PAGE = 10_000
-FINAL_READ_ROUNDS_MAX = 10
+FINAL_READ_ROUNDS_MAX = 3
+QUIESCENT_TIMEOUT_SECONDS = 60
+QUIESCENT_POLL_SECONDS = 0.5
 BROKEN_BUILDS = {
     "skip-idempotency": (Fault.SKIP_IDEMPOTENCY, 1.0),
     "ack-before-commit": (Fault.ACK_BEFORE_COMMIT, 0.2),
@@ -153,7 +156,18 @@ async def _run(
     )
     progress(f"checking {len(history.ops):,} operations")
     verdict = check(history, final)
+    if not verdict.ok:
+        write_final_state(final, args.out)
     return history, verdict, figures
+
+
+def write_final_state(final: FinalState, out: Path) -> None:
+    """What the checker read (SKUs, reservations, the whole feed), kept for a failed run so that
+    its violations can be traced event by event."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"skus": final.skus, "holds": final.holds, "feed": final.feed}
+    with gzip.open(out / "final-state.json.gz", "wt") as file:
+        json.dump(state, file)
 
 
 async def settle_and_read(
@@ -185,25 +199,60 @@ async def final_state(
     skus: list[str],
     initial: dict[Any, int],
 ) -> FinalState:
-    """The SKUs and the reservations, read until two reads of the reservations around the SKU
-    read agree (expiries may land in between), then the whole feed and the files' checks.
-    Only reservations still holding units can change: later rounds read only those."""
+    """The SKUs, the reservations and the whole feed, read while every shard's clock stands
+    still: no expiry or lease ends a reservation between the reads, so the SKUs' `reserved` and
+    the reservations' statuses describe one moment (read with the clocks running, expiries land
+    between the reads, and `reserved` disagrees with the statuses by what just expired).
+    Decisions already taken still reach the other shards: the read begins once two reads of the
+    SKUs agree, and is taken again if they changed while the reservations were read."""
     hold_ids = sorted({h for op in history.ops if (h := op.hold_id)})
-    progress(f"reading {len(hold_ids):,} reservations")
-    holds = await read_holds(session, hold_ids)
-    for _ in range(FINAL_READ_ROUNDS_MAX):
-        views = await read_skus(session, skus)
-        open_ids = [h for h, view in holds.items() if view and view["status"] in HOLDING]
-        again = await read_holds(session, open_ids)
-        if all(again[h] == holds[h] for h in open_ids):
-            break
-        holds.update(again)
-    progress("reading the change feed")
-    feed = await read_feed(session)
+    try:
+        for _ in range(FINAL_READ_ROUNDS_MAX):
+            await freeze_clocks(cluster, True)
+            still = await quiescent_skus(session, skus)
+            progress(f"clocks frozen; reading {len(hold_ids):,} reservations")
+            holds = await read_holds(session, hold_ids)
+            views = await read_skus(session, skus)
+            if views == still:
+                break
+        else:
+            raise RuntimeError("the stock kept changing while every shard's clock stood still")
+        progress("reading the change feed")
+        feed = await read_feed(session)
+    finally:
+        await freeze_clocks(cluster, False)
     progress(f"read {len(feed):,} events; checking the shard files")
     return FinalState(
         skus=views, holds=holds, feed=feed, integrity=integrity(cluster), initial=initial
     )
+
+
+async def freeze_clocks(cluster: ChaosCluster, frozen: bool) -> None:
+    """Stop every shard's clock, or let them run again (a shard that cannot be told then has
+    restarted, and its clock runs anyway)."""
+    await asyncio.gather(
+        *(
+            shard.inject_fault.remote(Fault.CLOCK_FREEZE.value, int(frozen))
+            for shard in cluster.client.shards
+        ),
+        return_exceptions=not frozen,
+    )
+
+
+async def quiescent_skus(
+    session: aiohttp.ClientSession, skus: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    """The SKUs once two reads in a row agree: the decisions taken before the clocks stopped
+    have reached every shard."""
+    deadline = time.monotonic() + QUIESCENT_TIMEOUT_SECONDS
+    last = await read_skus(session, skus)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(QUIESCENT_POLL_SECONDS)
+        views = await read_skus(session, skus)
+        if views == last:
+            return views
+        last = views
+    raise RuntimeError(f"the stock still changed after {QUIESCENT_TIMEOUT_SECONDS} s")
 
 
 def progress(what: str) -> None:

@@ -21,6 +21,10 @@ class Fault(StrEnum):
     DISK_FULL = "disk-full"
     # The shard's clock moves by N seconds (forward or back) from now on.
     CLOCK_JUMP = "clock-jump"
+    # The shard's clock stands still (1) or runs again (0). Not a fault: the checker's final
+    # read freezes every shard's clock, so that no expiry or lease ends a reservation between
+    # its reads of the reservations and of the stock they hold.
+    CLOCK_FREEZE = "clock-freeze"
     # Broken builds. The shard forgets the idempotency keys it has stored: a retry applies again.
     SKIP_IDEMPOTENCY = "skip-idempotency"
     # The shard answers a batch, then writes it N seconds later: a crash in between loses
@@ -34,6 +38,8 @@ class FaultHooks:
 
     crash_after_commit: bool = False
     clock_offset_ms: int = 0
+    # The reading the clock stands still at, or None while it runs.
+    frozen_clock_ms: int | None = None
     skip_idempotency: bool = False
     ack_before_commit_seconds: float = 0.0
     # Called after a batch's log commit (and before its replies) when `crash_after_commit` is

@@ -3,6 +3,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -34,8 +35,10 @@ class Settler:
         self._core = core
         self._peers = peers
         self._wakeup = asyncio.Event()
-        # Remote shards that failed to take a decision, and when to try them again.
-        self._retry_at_ms: dict[int, int] = {}
+        # Remote shards that failed to take a decision, and when to try them again: monotonic
+        # seconds, not the shard's clock, which moves with the business time (a clock set back
+        # would otherwise hold the retries back as long).
+        self._retry_at_seconds: dict[int, float] = {}
 
     def wake(self) -> None:
         """A batch recorded decisions: settle soon."""
@@ -59,11 +62,11 @@ class Settler:
         """One round: every unsettled decision to its remote shards, one call per shard, then
         one MarkSettled per applied decision. Returns how many were applied."""
         core = self._core
-        now_ms = core.clock_ms()
+        now_seconds = time.monotonic()
         per_shard: dict[int, list[SettleHold]] = {}
         for rid, reservation in list(core.ledger.unsettled.items()):
             for shard in reservation.unsettled:
-                if self._retry_at_ms.get(shard, 0) > now_ms:
+                if self._retry_at_seconds.get(shard, 0.0) > now_seconds:
                     continue
                 batch = per_shard.setdefault(shard, [])
                 if len(batch) < core.config.settle_per_call_max:
@@ -75,7 +78,7 @@ class Settler:
         )
         marks: list[Submission] = []
         for shard, answer in zip(shards, answers, strict=True):
-            marks += self._settled_marks(shard, per_shard[shard], answer, now_ms)
+            marks += self._settled_marks(shard, per_shard[shard], answer, now_seconds)
         if marks:
             outcomes = await core.submit(marks)
             core.counters.settled += sum(1 for outcome in outcomes if outcome.ok)
@@ -86,7 +89,7 @@ class Settler:
         shard: int,
         commands: list[SettleHold],
         answer: list[Outcome] | BaseException,
-        now_ms: int,
+        now_seconds: float,
     ) -> list[Submission]:
         core = self._core
         if isinstance(answer, BaseException):
@@ -95,7 +98,7 @@ class Settler:
         for command, outcome in zip(commands, answer, strict=True):
             if isinstance(outcome.value, ServiceError):
                 # Unreachable or busy: try again later; the decision stands meanwhile.
-                if shard not in self._retry_at_ms:  # say so once per outage
+                if shard not in self._retry_at_seconds:  # say so once per outage
                     log.warning(
                         "shard %d: shard %d cannot take decisions yet: %r",
                         core.shard_id,
@@ -103,8 +106,8 @@ class Settler:
                         outcome.value,
                     )
                 core.counters.settle_failures += 1
-                retry_ms = int(core.config.settle_retry_seconds * 1000)
-                self._retry_at_ms[shard] = now_ms + retry_ms
+                retry_at_seconds = now_seconds + core.config.settle_retry_seconds
+                self._retry_at_seconds[shard] = retry_at_seconds
                 continue
             if isinstance(outcome.value, DomainError):
                 # Cannot happen while the protocol holds; stop retrying and say so loudly.
@@ -115,6 +118,6 @@ class Settler:
                     command,
                     outcome.value,
                 )
-            self._retry_at_ms.pop(shard, None)
+            self._retry_at_seconds.pop(shard, None)
             marks.append(Submission(MarkSettled(command.reservation_id, shard)))
         return marks

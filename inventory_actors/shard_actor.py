@@ -90,7 +90,8 @@ class ShardActor:
         self._metrics_task = asyncio.get_running_loop().create_task(self._metrics.run(self._core))
 
     def _clock_ms(self) -> int:
-        return _now_ms() + self._faults.clock_offset_ms
+        frozen = self._faults.frozen_clock_ms
+        return _now_ms() + self._faults.clock_offset_ms if frozen is None else frozen
 
     def _open_store(self) -> SqliteShardStore:
         self._store = SqliteShardStore(Path(self._path))
@@ -249,6 +250,8 @@ class ShardActor:
                 store.stop_growing()
             case Fault.CLOCK_JUMP:
                 hooks.clock_offset_ms += int(value * 1000)
+            case Fault.CLOCK_FREEZE:
+                hooks.frozen_clock_ms = self._clock_ms() if value else None
             case Fault.SKIP_IDEMPOTENCY:
                 hooks.skip_idempotency = bool(value)
             case Fault.ACK_BEFORE_COMMIT:

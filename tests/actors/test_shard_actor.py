@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -199,3 +200,28 @@ def test_a_hold_expires_after_a_restart_without_any_request(make_client: ClientF
     view = client.get_hold(hold.hold_id)
     assert view is not None and view.status is HoldStatus.EXPIRED
     assert view.finished_at_ms is not None
+
+
+def test_a_frozen_clock_holds_every_deadline_until_it_runs_again(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(config=ShardConfig(allow_fault_injection=True))
+    client.adjust("FRZ-1", "berlin", 5)
+    hold = client.reserve([LineRequest("FRZ-1", 2)], ttl_seconds=1)
+    shard = client.shards[0]
+    ray.get(shard.inject_fault.remote("clock-freeze", 1))
+    # A jump while frozen moves nothing now; the hold would be two minutes past its deadline.
+    ray.get(shard.inject_fault.remote("clock-jump", 120))
+    # The experiment is the wait: five expiry ticks pass and the hold stays active.
+    time.sleep(1.0)
+    view = client.get_hold(hold.hold_id)
+    assert view is not None and view.status is HoldStatus.ACTIVE
+    sku = client.get_sku("FRZ-1")
+    assert sku is not None and sku.reserved == 2
+    ray.get(shard.inject_fault.remote("clock-freeze", 0))
+
+    def expired() -> SkuView | None:
+        found = client.get_sku("FRZ-1")
+        return found if found is not None and found.reserved == 0 else None
+
+    wait_for(expired, 30, "the hold to expire once the clock runs")

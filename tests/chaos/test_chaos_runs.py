@@ -15,8 +15,6 @@ from chaos.faults import KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_SECONDS = 900
-# Checks whose violations are a known, open defect of the service (not of the harness).
-KNOWN_DEFECTS = frozenset({"reserved"})
 
 
 def chaos_run(out: Path, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -41,12 +39,8 @@ def test_a_short_run_with_every_fault_kind_finds_no_violation(tmp_path: Path) ->
     code, report, output = chaos_run(
         tmp_path, "--seconds", "120", "--seed", "11", "--fault-gap", "1", "3"
     )
-    # A known defect, still open (docs/chaos.md, "Results"): after faults a level can hold a few
-    # units more in `reserved` than its holding reservations (held back from sale, never
-    # oversold). Every other check must find nothing; the run fails exactly when any finds.
-    others = {c: n for c, n in report["violations_by_check"].items() if c not in KNOWN_DEFECTS}
-    assert others == {}, report["violation_details"]
-    assert code == (1 if report["violations"] else 0), output
+    assert report["violations_by_check"] == {}, report["violation_details"]
+    assert code == 0, output
     injected = dict(report["faults_by_kind"])
     assert report["faults_not_injected"] <= 2, report
     assert all(injected.get(kind, 0) >= 2 for kind in KINDS), injected

@@ -187,6 +187,25 @@ def test_a_reserved_violation_names_the_reservation_the_feed_disagrees_with() ->
     ), details
 
 
+def test_a_reserved_detail_reads_the_feed_up_to_the_final_read() -> None:
+    story = Story()
+    # r_2 is active and holds 2; one more unit is reserved by an event naming no reservation;
+    # r_2 expires after the final read, which the detail must not count.
+    story.final.feed[2]["reservation_id"] = story.final.feed[3]["reservation_id"] = "r_1"
+    story.final.holds["r_2"] = story.hold("active") | {"reservation_id": "r_2"}
+    story.final.feed += [
+        event(5, "reservation.created", (13, 0), (13, 2), 5) | {"reservation_id": "r_2"},
+        event(6, "reservation.created", (13, 2), (13, 3), 6),
+        event(7, "reservation.expired", (13, 3), (13, 1), 7) | {"reservation_id": "r_2"},
+    ]
+    story.final.skus[SKU] = view(6, level("east", 13, reserved=3))
+    details = check(story.history, story.final).details()["reserved"]
+    assert details == [
+        "('A-1', 'east'): reserved 3, but active reservations hold 2; "
+        "no reservation (reservation.created) moved 1"
+    ]
+
+
 def test_a_replay_that_answers_differently_is_caught() -> None:
     story = Story()
     first = story.history.ops[1]
