@@ -56,12 +56,20 @@ class Shards:
         self.root = root
         self.cores: list[ShardCore] = []
         self.down: set[int] = set()
+        # How far each shard's clock is set from the real one (a clock jump).
+        self.offset_ms: dict[int, int] = {}
         for shard in range(SHARDS):
             self.cores.append(self.open(shard))
 
     def open(self, shard: int) -> ShardCore:
         path = self.root / f"shard-{shard}.sqlite3"
-        core = ShardCore(shard, lambda: SqliteShardStore(path), clock_ms, CONFIG, self.call)
+        core = ShardCore(
+            shard,
+            lambda: SqliteShardStore(path),
+            lambda: clock_ms() + self.offset_ms.get(shard, 0),
+            CONFIG,
+            self.call,
+        )
         core.start()
         return core
 
@@ -194,19 +202,26 @@ def test_a_coordinator_that_dies_after_preparing_leaves_nothing_after_the_lease(
     run(scenario, tmp_path)
 
 
+async def released_while_shard_2_is_down(shards: Shards, skus: Sequence[str]) -> str:
+    """A cart over shards 0 (its home), 1 and 2, released while shard 2 is down."""
+    await stock(shards, skus, 5)
+    placed = await place_reservation(shards.call, PARTITION, cart(skus))
+    assert isinstance(placed.value, HoldView)
+    rid = placed.value.hold_id
+    assert PARTITION.shard_of_hold(rid) == 0
+    shards.down.add(2)
+    released = (await shards.call(0, [Submission(ReleaseHold(rid))]))[0]
+    assert released.ok
+    return rid
+
+
 def test_a_decision_reaches_a_shard_that_was_down_and_survives_a_home_restart(
     tmp_path: Path,
 ) -> None:
     skus = [sku_on(0), sku_on(1), sku_on(2)]
 
     async def scenario(shards: Shards) -> None:
-        await stock(shards, skus, 5)
-        placed = await place_reservation(shards.call, PARTITION, cart(skus))
-        assert isinstance(placed.value, HoldView)
-        rid = placed.value.hold_id
-        shards.down.add(2)
-        released = (await shards.call(0, [Submission(ReleaseHold(rid))]))[0]
-        assert released.ok
+        rid = await released_while_shard_2_is_down(shards, skus)
         await poll(lambda: shards.level(skus[1]) == (5, 0), "shard 1 told")
         await poll(lambda: shards.cores[0].ledger.unsettled[rid].unsettled == (2,), "1 marked")
         assert shards.level(skus[2]) == (5, 1)  # down: still held, as decided-but-unsettled
@@ -215,6 +230,24 @@ def test_a_decision_reaches_a_shard_that_was_down_and_survives_a_home_restart(
         shards.down.clear()
         await poll(lambda: shards.level(skus[2]) == (5, 0), "shard 2 told after it came back")
         await poll(lambda: not shards.cores[0].ledger.unsettled, "home settled")
+        shards.check()
+
+    run(scenario, tmp_path)
+
+
+def test_a_home_whose_clock_is_set_back_still_retries_its_decisions_at_once(
+    tmp_path: Path,
+) -> None:
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        rid = await released_while_shard_2_is_down(shards, skus)
+        await poll(lambda: shards.cores[0].ledger.unsettled[rid].unsettled == (2,), "1 marked")
+        # The home's clock goes back an hour while it waits to try shard 2 again: the retry is
+        # timed in real seconds, not by the business clock.
+        shards.offset_ms[0] = -3_600_000
+        shards.down.clear()
+        await poll(lambda: shards.level(skus[2]) == (5, 0), "shard 2 told after it came back")
         shards.check()
 
     run(scenario, tmp_path)
