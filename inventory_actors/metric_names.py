@@ -115,6 +115,13 @@ SHARD_STORAGE_FAILURES = MetricSpec(
     "Batches whose log write failed (each fails its commands and makes the shard recover).",
     ("shard",),
 )
+SHARD_SETTLE_REFUSED = MetricSpec(
+    "inventory_shard_settle_refused",
+    "counter",
+    "Decisions of this home shard that another shard refused (a broken protocol: that shard's "
+    "part of the reservation may stay held).",
+    ("shard",),
+)
 SHARD_UP = MetricSpec(
     "inventory_shard_up",
     "gauge",
@@ -154,6 +161,7 @@ SHARD_METRICS = (
     SHARD_LOW_STOCK,
     SHARD_OVERLOADED,
     SHARD_STORAGE_FAILURES,
+    SHARD_SETTLE_REFUSED,
 )
 API_METRICS = (SHARD_UP, HTTP_REQUESTS, HTTP_REQUEST_SECONDS, HTTP_REJECTIONS)
 ALL_METRICS = SHARD_METRICS + API_METRICS

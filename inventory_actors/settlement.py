@@ -110,7 +110,9 @@ class Settler:
                 self._retry_at_seconds[shard] = retry_at_seconds
                 continue
             if isinstance(outcome.value, DomainError):
-                # Cannot happen while the protocol holds; stop retrying and say so loudly.
+                # Cannot happen while the protocol holds; stop retrying (a refusal does not heal)
+                # and say so loudly, in the log and in a metric with its own alert.
+                core.counters.settle_refusals += 1
                 log.error(
                     "shard %d: shard %d refused decision %r: %r",
                     core.shard_id,

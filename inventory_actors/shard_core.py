@@ -110,6 +110,8 @@ class ShardCounters:
     recovery_seconds: float = 0.0
     settled: int = 0
     settle_failures: int = 0
+    # Decisions another shard refused (the protocol says it cannot happen): see settlement.py.
+    settle_refusals: int = 0
     expired_holds: int = 0
 
 

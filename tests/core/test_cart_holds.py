@@ -22,6 +22,7 @@ from inventory_actors.domain import (
     PrepareHold,
     ReleaseHold,
     ReserveStock,
+    SettleHold,
 )
 from inventory_actors.errors import ShardUnavailable
 from inventory_actors.partitioning import PartitionMap, new_hold_id, slot_of
@@ -249,6 +250,27 @@ def test_a_home_whose_clock_is_set_back_still_retries_its_decisions_at_once(
         shards.down.clear()
         await poll(lambda: shards.level(skus[2]) == (5, 0), "shard 2 told after it came back")
         shards.check()
+
+    run(scenario, tmp_path)
+
+
+def test_a_refused_decision_is_counted_and_not_retried_forever(tmp_path: Path) -> None:
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        placed = await place_reservation(shards.call, PARTITION, cart(skus))
+        assert isinstance(placed.value, HoldView)
+        rid = placed.value.hold_id
+        assert PARTITION.shard_of_hold(rid) == 0
+        # A broken protocol: shard 1 ends its part on its own, then the home commits.
+        out_of_band = await shards.call(1, [Submission(SettleHold(rid, "released"))])
+        assert out_of_band[0].ok
+        committed = (await shards.call(0, [Submission(CommitHold(rid))]))[0]
+        assert committed.ok
+        await poll(lambda: not shards.cores[0].ledger.unsettled, "home settled")
+        assert shards.cores[0].counters.settle_refusals == 1
+        assert [shards.level(sku) for sku in skus] == [(4, 0), (5, 0), (4, 0)]
 
     run(scenario, tmp_path)
 

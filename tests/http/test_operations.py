@@ -70,8 +70,8 @@ def test_metrics_exist_with_their_documented_names_and_move(
         headers={**bearer(http_app.writer_key), "Content-Type": "application/json"},
     )
     assert_problem(too_big, 413, "payload-too-large")
-    # Counters show once they have counted; these two count only failures, none here.
-    rare = {names.SHARD_OVERLOADED, names.SHARD_STORAGE_FAILURES}
+    # Counters show once they have counted; these count only failures, none here.
+    rare = {names.SHARD_OVERLOADED, names.SHARD_STORAGE_FAILURES, names.SHARD_SETTLE_REFUSED}
     expected = {
         series
         for spec in names.ALL_METRICS
