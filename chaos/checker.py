@@ -238,18 +238,24 @@ def _reserved_differences(final: FinalState, level: Level) -> str:
     of has no status), and the units events without a reservation moved."""
     read_version = (final.skus.get(level[0]) or {}).get("version", 0)
     by_feed: Counter[str] = Counter()
+    # Units moved by events that name no reservation, per event type.
+    unattributed: Counter[str] = Counter()
     for event in final.feed:
         if event["before"] is None or (event["sku"], event["location"]) != level:
             continue
         if event["version"] <= read_version:
             moved = event["after"]["reserved"] - event["before"]["reserved"]
-            by_feed[event.get("reservation_id") or f"no reservation ({event['type']})"] += moved
-    found = []
+            hold_id = event.get("reservation_id")
+            if hold_id:
+                by_feed[hold_id] += moved
+            else:
+                unattributed[event["type"]] += moved
+    found = [
+        f"no reservation ({kind}) moved {units}"
+        for kind, units in sorted(unattributed.items())
+        if units
+    ]
     for hold_id, units in sorted(by_feed.items()):
-        if hold_id.startswith("no reservation"):
-            if units:
-                found.append(f"{hold_id} moved {units}")
-            continue
         view = final.holds.get(hold_id)
         holds = units_held([view], HOLDING)[level] if view is not None else 0
         if units != holds:

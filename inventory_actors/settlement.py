@@ -106,8 +106,7 @@ class Settler:
                         outcome.value,
                     )
                 core.counters.settle_failures += 1
-                retry_at_seconds = now_seconds + core.config.settle_retry_seconds
-                self._retry_at_seconds[shard] = retry_at_seconds
+                self._retry_at_seconds[shard] = now_seconds + core.config.settle_retry_seconds
                 continue
             if isinstance(outcome.value, DomainError):
                 # Cannot happen while the protocol holds; stop retrying (a refusal does not heal)
