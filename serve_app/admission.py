@@ -45,6 +45,7 @@ from typing import Protocol
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve_app.problems import Problem
+from serve_app.scope import header
 
 # Never gated: a probe must see the replica as it is, even when it sheds.
 UNGATED_PATHS = frozenset({"/healthz", "/readyz"})
@@ -204,7 +205,10 @@ class AdmissionGate:
             await self.app(scope, receive, send)
             return
         service = self.service_of()
-        refusal = service.rate_check(_header(scope, b"authorization"))
+        authorization = header(scope, b"authorization")
+        refusal = service.rate_check(
+            None if authorization is None else authorization.decode("latin-1")
+        )
         if refusal is not None:
             await refusal.response()(scope, receive, send)
             return
@@ -236,10 +240,3 @@ def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None

@@ -11,6 +11,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.problems import Problem
+from serve_app.scope import header
 from serve_app.service import Settings, current_settings
 
 
@@ -31,13 +32,12 @@ class BodyLimit:
         settings = current_settings()
         limit = _limit_for(scope["path"], settings)
         declared: int | None = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > limit:
-                    await _too_large(limit).response()(scope, receive, send)
-                    return
-                declared = int(value)
-                break
+        length = header(scope, b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > limit:
+                await _too_large(limit).response()(scope, receive, send)
+                return
+            declared = int(length)
         if declared == 0:  # no body: nothing to bound
             await self.app(scope, receive, send)
             return

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inventory_actors import metric_names as names
 from inventory_actors.request_context import loggable, request_id
+from serve_app.scope import header
 from serve_app.service import current_settings
 
 log = logging.getLogger("inventory.api")
@@ -155,7 +156,5 @@ class _Answer:
 
 
 def _given_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            return loggable(value.decode("latin-1"))
-    return None
+    given = header(scope, b"x-request-id")
+    return None if given is None else loggable(given.decode("latin-1"))
