@@ -17,6 +17,8 @@ pytestmark = pytest.mark.ray
 
 VICTIM, BYSTANDER = 0, 1
 RECOVERY_TIMEOUT_SECONDS = 60.0
+# Requests for the victim's SKUs in flight when it is killed, at least (4 are sent at a time).
+VICTIM_IN_FLIGHT_MIN = 3
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Log:
     """(time sent, time answered, answer) of every request to one shard's SKUs."""
 
     answers: list[tuple[float, float, httpx.Response]] = field(default_factory=list)
+    # Requests sent and not answered yet.
+    in_flight: int = 0
 
 
 async def _hammer(
@@ -37,7 +41,11 @@ async def _hammer(
 ) -> None:
     while not done.is_set():
         sent = time.monotonic()
-        answer = await client.request(method, path, json=body, headers=bearer(key))
+        log.in_flight += 1
+        try:
+            answer = await client.request(method, path, json=body, headers=bearer(key))
+        finally:
+            log.in_flight -= 1
         log.answers.append((sent, time.monotonic(), answer))
         await asyncio.sleep(0.005)
 
@@ -69,8 +77,13 @@ async def _outage(app: HttpApp, victim: str, bystander: str, pid: int) -> tuple[
             ),
         ]
         tasks = [asyncio.create_task(worker) for worker in workers]
-        while len(victim_log.answers) < 10:
-            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        # The kill must catch requests on their way to the shard (those fail with 503; Ray
+        # holds the ones sent after the kill until the shard is back). Between two requests a
+        # worker sleeps, so wait for a moment when most of them are out.
+        while len(victim_log.answers) < 10 or victim_log.in_flight < VICTIM_IN_FLIGHT_MIN:
+            assert time.monotonic() < started + RECOVERY_TIMEOUT_SECONDS, "no load"
+            await asyncio.sleep(0.001)
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         deadline = killed_at + RECOVERY_TIMEOUT_SECONDS
