@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 
 from bench import profiling
 from bench.common import print_json, print_table, sku_name, source_state
+from bench.ports import free_port
 from inventory_actors.cli import FAST_INGRESS_ENV
 
 ON_HAND = 1_000_000_000
@@ -137,13 +137,6 @@ function request()
   return wrk.format(nil, "/v1/batch", nil, bodies[next_body])
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wrk_binary() -> str:

@@ -42,7 +42,6 @@ from typing import Any
 from bench.common import sku_name, source_state
 from bench.http_throughput import (
     NOOP_PREFIX,
-    free_port,
     noop_deployment,
     our_processes,
     post,
@@ -52,6 +51,7 @@ from bench.http_throughput import (
     write_scripts,
     wrk_binary,
 )
+from bench.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "bench" / "setup.sh"

@@ -17,7 +17,8 @@ import ray
 from ray import serve
 from ray.cluster_utils import Cluster
 
-from bench.http_throughput import free_port, private_serve_files, wait_ready
+from bench.http_throughput import private_serve_files, wait_ready
+from bench.ports import free_port
 from inventory_actors.cli import FAST_INGRESS_ENV
 from inventory_actors.client import InventoryClient
 from inventory_actors.config import ShardConfig

@@ -3,8 +3,6 @@ namespace and data directory, killed at teardown."""
 
 import asyncio
 import os
-import random
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,25 +12,12 @@ from typing import TypeVar
 import pytest
 import ray
 
+from bench.ports import free_port
 from inventory_actors.cli import FAST_INGRESS_ENV
 from inventory_actors.client import InventoryClient
 from inventory_actors.config import ShardConfig
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now, below the kernel's ephemeral range (which Ray's
-    own processes draw from all the time, so a port from there may be taken by the time the
-    listener that wants it starts)."""
-    while True:
-        port = random.randrange(10_000, 20_000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
 
 
 # The fast Serve ingress, as `make run` sets it. Serve reads these when it starts, so they must be

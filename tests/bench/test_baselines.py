@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from bench.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = {

@@ -13,13 +13,13 @@ import pytest
 import ray
 from ray import serve
 
+from bench.ports import free_port
 from inventory_actors.client import InventoryClient
 from inventory_actors.partitioning import PartitionMap
 from serve_app.deployment import deploy
 from serve_app.keys import KeyStore, Role
 from serve_app.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Settings
-from tests.conftest import free_port
 
 SHARDS = 2
 READY_TIMEOUT_SECONDS = 120.0
