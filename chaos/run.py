@@ -207,8 +207,8 @@ async def final_state(
     SKUs agree, and is taken again if they changed while the reservations were read."""
     hold_ids = sorted({h for op in history.ops if (h := op.hold_id)})
     try:
+        await freeze_clocks(cluster, True)
         for _ in range(FINAL_READ_ROUNDS_MAX):
-            await freeze_clocks(cluster, True)
             still = await quiescent_skus(session, skus)
             progress(f"clocks frozen; reading {len(hold_ids):,} reservations")
             holds = await read_holds(session, hold_ids)
