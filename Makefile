@@ -27,6 +27,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The suite's smoke run first, so pytest's summary closes the output.
 test: $(BIN)/.installed lint bench-smoke

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inventory_actors.domain import AdjustStock, LineRequest, ReserveStock
-from inventory_actors.partitioning import new_hold_id, slot_of
+from inventory_actors.shard.partitioning import new_hold_id, slot_of
 
 RESERVE_TTL_MS = 600_000
 REPO = Path(__file__).resolve().parent.parent

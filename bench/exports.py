@@ -15,9 +15,9 @@ import ray
 
 from bench.common import print_json, print_table, source_state, start_ray
 from bench.restock import write_file
-from inventory_actors.cli import build_parser
-from inventory_actors.client import InventoryClient
-from inventory_actors.restock import JobRunner, job_spec
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.restock.job import JobRunner, job_spec
+from inventory_cli.main import build_parser
 
 NAMESPACE = "bench-exports"
 LOCATIONS = 10

@@ -17,12 +17,12 @@ import ray
 from bench.common import print_json, print_table, source_state
 from bench.http_throughput import serve_stack
 from bench.restock import write_file
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import AdjustStock
-from inventory_actors.feed import Cursor
-from inventory_actors.feed_reader import FeedReader
-from inventory_actors.protocol import Submission
-from inventory_actors.restock import JobRunner, job_spec
+from inventory_actors.feed.reader import FeedReader
+from inventory_actors.restock.job import JobRunner, job_spec
+from inventory_actors.shard.feed_pages import Cursor
+from inventory_actors.shard.protocol import Submission
 
 PAGE = 10_000
 SHARDS = 4

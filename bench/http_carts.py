@@ -28,7 +28,7 @@ from bench.http_throughput import (
     stock,
     wrk_binary,
 )
-from inventory_actors.partitioning import PartitionMap
+from inventory_actors.shard.partitioning import PartitionMap
 
 GOAL_CARTS_PER_SECOND = 1_000
 CART_LINES = 5
@@ -109,7 +109,7 @@ def main() -> None:
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     with serve_stack(args.shards, args.replicas, default_proxy=False) as stack:
-        from inventory_actors.partitioning import load_or_create  # noqa: PLC0415
+        from inventory_actors.shard.partitioning import load_or_create  # noqa: PLC0415
 
         if args.calls_in_flight is not None:
             stack.redeploy(args.calls_in_flight)

@@ -36,7 +36,7 @@ from typing import Any
 from bench import profiling
 from bench.common import print_json, print_table, sku_name, source_state
 from bench.ports import free_port
-from inventory_actors.cli import FAST_INGRESS_ENV
+from inventory_cli.main import FAST_INGRESS_ENV
 
 ON_HAND = 1_000_000_000
 TTL_SECONDS = 60
@@ -354,7 +354,7 @@ class ServeStack:
     calls_in_flight: int
 
     def settings(self, calls_in_flight: int, rate_limits: Any = None) -> Any:
-        from serve_app.rate_limit import RateLimits  # noqa: PLC0415
+        from serve_app.middleware.rate_limit import RateLimits  # noqa: PLC0415
         from serve_app.service import Settings  # noqa: PLC0415
 
         return Settings(

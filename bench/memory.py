@@ -32,9 +32,9 @@ from bench.common import (
     start_ray,
 )
 from inventory_actors.domain import Ledger
-from inventory_actors.recovery import chunk_loaders
-from inventory_actors.snapshots import SKU_COLUMNS
-from persistence.codec import decode_rows, encode_rows
+from inventory_actors.shard.codec import decode_rows, encode_rows
+from inventory_actors.shard.recovery import chunk_loaders
+from inventory_actors.shard.snapshots import SKU_COLUMNS
 
 GOAL_BYTES = 500
 CHUNK_SKUS = 5_000  # row chunks: SKUs per chunk
@@ -111,7 +111,7 @@ def child(layout: str, how: str) -> None:
 
 def write_snapshot(data_dir: Path, skus: int, locations: int) -> None:
     """A shard file for shard 0 of `data_dir` holding just a snapshot of those SKUs."""
-    from inventory_actors.partitioning import shard_path  # noqa: PLC0415
+    from inventory_actors.shard.partitioning import shard_path  # noqa: PLC0415
     from persistence import SqliteShardStore  # noqa: PLC0415
 
     store = SqliteShardStore(shard_path(data_dir, 0))
@@ -127,8 +127,8 @@ def actor_rss(layouts: list[str]) -> list[dict[str, Any]]:
     one that recovered nothing."""
     import ray  # noqa: PLC0415 - only this optional part needs Ray
 
-    from inventory_actors.client import InventoryClient  # noqa: PLC0415
-    from inventory_actors.protocol import ShardStatus  # noqa: PLC0415
+    from inventory_actors.cluster.client import InventoryClient  # noqa: PLC0415
+    from inventory_actors.shard.protocol import ShardStatus  # noqa: PLC0415
 
     namespace = f"bench-memory-{uuid.uuid4().hex[:8]}"
     start_ray(namespace)

@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from bench.common import print_json, print_table, start_ray
-from inventory_actors import metric_names as names
-from inventory_actors.ray_metrics import make_metric
-from serve_app.observability import HttpMetrics, Observability
+from inventory_actors.observability import metric_names as names
+from inventory_actors.observability.ray_metrics import make_metric
+from serve_app.middleware.request_scope import HttpMetrics, Observability
 
 SCOPE_HEADERS = [(b"host", b"localhost"), (b"x-request-id", b"bench-1")]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 # Innermost frame first: the first rule a frame matches names the sample's category.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sqlite (executemany, commit, fsync)", ("sqlite_store.py", "sqlite3")),
-    ("json codec (encode/decode)", ("persistence/codec.py", "json/")),
+    ("json codec (encode/decode)", ("inventory_actors/shard/codec.py", "json/")),
     ("domain (ledger, validation, state)", ("inventory_actors/domain/",)),
     ("shard core (queue, batches, outcomes)", ("shard_core.py", "snapshots.py")),
-    ("client routing (driver)", ("inventory_actors/client.py", "partitioning.py")),
+    ("client routing (driver)", ("inventory_actors/cluster/client.py", "partitioning.py")),
     ("ray serialization (pickle of namedtuples)", ("serialization.py", "pickle")),
     ("asyncio event loop", ("asyncio/",)),
     ("ray runtime (tasks, object refs)", ("ray/",)),
@@ -24,19 +24,19 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Steps whose inclusive time (samples with the function anywhere on the stack) is reported:
 # (label, function name, file the function is in).
 STEPS: tuple[tuple[str, str, str], ...] = (
-    ("ShardActor.execute (whole call)", "execute", "inventory_actors/shard_actor.py"),
-    ("wire.decode_submissions", "decode_submissions", "inventory_actors/wire.py"),
-    ("wire.encode_outcomes", "encode_outcomes", "inventory_actors/wire.py"),
-    ("ShardCore._commit_batch", "_commit_batch", "inventory_actors/shard_core.py"),
+    ("ShardActor.execute (whole call)", "execute", "inventory_actors/cluster/shard_actor.py"),
+    ("wire.decode_submissions", "decode_submissions", "inventory_actors/cluster/wire.py"),
+    ("wire.encode_outcomes", "encode_outcomes", "inventory_actors/cluster/wire.py"),
+    ("ShardCore._commit_batch", "_commit_batch", "inventory_actors/shard/core.py"),
     ("Ledger.execute (domain)", "execute", "inventory_actors/domain/ledger.py"),
-    ("codec.encode_command", "encode_command", "persistence/codec.py"),
-    ("codec.encode_events", "encode_events", "persistence/codec.py"),
+    ("codec.encode_command", "encode_command", "inventory_actors/shard/codec.py"),
+    ("codec.encode_events", "encode_events", "inventory_actors/shard/codec.py"),
     ("SqliteShardStore.append", "append", "persistence/sqlite_store.py"),
-    ("Snapshotter._take", "_take", "inventory_actors/snapshots.py"),
-    ("InventoryClient.submit", "submit", "inventory_actors/client.py"),
-    ("wire.encode_submissions", "encode_submissions", "inventory_actors/wire.py"),
-    ("Pending.wait", "wait", "inventory_actors/client.py"),
-    ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/wire.py"),
+    ("Snapshotter._take", "_take", "inventory_actors/shard/snapshots.py"),
+    ("InventoryClient.submit", "submit", "inventory_actors/cluster/client.py"),
+    ("wire.encode_submissions", "encode_submissions", "inventory_actors/cluster/wire.py"),
+    ("Pending.wait", "wait", "inventory_actors/cluster/client.py"),
+    ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/cluster/wire.py"),
 )
 
 # The same for a Serve replica running the HTTP app (bench/http_throughput.py).
@@ -46,8 +46,11 @@ REPLICA_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("auth and rate limit (keys, HMAC)", ("serve_app/keys.py", "rate_limit.py", "hmac.py")),
     ("hashing (fingerprints, ids)", ("hashlib", "partitioning.py")),
     ("coalescer", ("serve_app/coalescer.py",)),
-    ("wire (encode/decode submissions)", ("inventory_actors/wire.py",)),
-    ("actor call (client, Ray core)", ("inventory_actors/client.py", "ray/_private/", "_raylet")),
+    ("wire (encode/decode submissions)", ("inventory_actors/cluster/wire.py",)),
+    (
+        "actor call (client, Ray core)",
+        ("inventory_actors/cluster/client.py", "ray/_private/", "_raylet"),
+    ),
     ("ray serve (replica, router, metrics)", ("ray/serve/",)),
     ("fastapi and starlette (routing, deps)", ("fastapi/", "starlette/")),
     ("http server (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools/")),
@@ -63,13 +66,13 @@ REPLICA_STEPS: tuple[tuple[str, str, str], ...] = (
     ("Service.run", "run", "serve_app/service.py"),
     ("Coalescer.submit", "submit", "serve_app/coalescer.py"),
     ("Coalescer._call", "_call", "serve_app/coalescer.py"),
-    ("InventoryClient.call_shard", "call_shard", "inventory_actors/client.py"),
-    ("wire.encode_submissions", "encode_submissions", "inventory_actors/wire.py"),
-    ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/wire.py"),
+    ("InventoryClient.call_shard", "call_shard", "inventory_actors/cluster/client.py"),
+    ("wire.encode_submissions", "encode_submissions", "inventory_actors/cluster/wire.py"),
+    ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/cluster/wire.py"),
     ("app.answer (render)", "answer", "serve_app/app.py"),
     ("fastapi solve_dependencies", "solve_dependencies", "fastapi/dependencies/utils.py"),
     ("fastapi request_response", "app", "fastapi/routing.py"),
-    ("BodyLimit middleware", "__call__", "serve_app/limits.py"),
+    ("BodyLimit middleware", "__call__", "serve_app/middleware/body_limits.py"),
 )
 
 

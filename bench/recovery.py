@@ -35,18 +35,18 @@ from bench.common import (
     sku_name,
     source_state,
 )
-from inventory_actors.config import ShardConfig
 from inventory_actors.domain import Command, Ledger
-from inventory_actors.protocol import Submission
-from inventory_actors.recovery import (
+from inventory_actors.shard.codec import decode_rows
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.protocol import Submission
+from inventory_actors.shard.recovery import (
     REPLAY_DECODERS,
     REPLAY_PAGE_RECORDS,
     chunk_loaders,
     recover_ledger,
 )
-from inventory_actors.shard_core import ShardCore
 from persistence import SqliteShardStore
-from persistence.codec import decode_rows
 
 GOAL_SECONDS = 2.0
 # No automatic snapshot while building: the benchmark takes exactly one, when it chooses.

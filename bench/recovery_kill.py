@@ -54,8 +54,8 @@ def kill_and_time(shard: Any) -> dict[str, float]:
 
 
 def measure(levels: int, tail: int, kills: int) -> dict[str, Any]:
-    from inventory_actors.config import ShardConfig  # noqa: PLC0415
-    from inventory_actors.shard_actor import ShardActor  # noqa: PLC0415
+    from inventory_actors.cluster.shard_actor import ShardActor  # noqa: PLC0415
+    from inventory_actors.shard.config import ShardConfig  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="bench-kill-") as tmp:
         path = Path(tmp) / "shard-0.sqlite"

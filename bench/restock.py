@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import ray
 
 from bench.common import print_json, print_table, source_state, start_ray
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import AdjustStock, Ledger, RestockRows
-from inventory_actors.recovery import replay_page
-from inventory_actors.restock import JobRunner, job_spec
-from inventory_actors.restock_runtime import jobs_actor, restock_task
-from persistence.codec import encode_events
+from inventory_actors.restock.job import JobRunner, job_spec
+from inventory_actors.restock.runtime import jobs_actor, restock_task
+from inventory_actors.shard.codec import encode_events
+from inventory_actors.shard.recovery import replay_page
 
 SKUS = 10_000
 LOCATIONS = 10
@@ -103,7 +103,7 @@ def run_cli(path: Path, data_dir: Path) -> float:
     """Wall time of `inventory restock FILE` from start to exit, as a user sees it."""
     address = ray.get_runtime_context().gcs_address
     command = [
-        sys.executable, "-m", "inventory_actors.cli", "restock", str(path),
+        sys.executable, "-m", "inventory_cli.main", "restock", str(path),
         "--data-dir", str(data_dir), "--namespace", NAMESPACE, "--address", address,
     ]  # fmt: skip
     started = time.perf_counter()

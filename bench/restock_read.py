@@ -24,9 +24,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from bench.common import location_name, print_json, print_table, sku_name, source_state
-from inventory_actors.partitioning import PartitionMap
-from inventory_actors.restock_partition import split_by_shard
-from persistence.arrow_io import FileFormat, RestockMode, read_chunks, validate_chunk
+from inventory_actors.restock.file_reader import (
+    FileFormat,
+    RestockMode,
+    read_chunks,
+    validate_chunk,
+)
+from inventory_actors.restock.partition import split_by_shard
+from inventory_actors.shard.partitioning import PartitionMap
 
 ROWS_PER_CHUNK = 100_000
 SHARDS = 4

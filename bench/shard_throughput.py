@@ -32,10 +32,10 @@ from bench.common import (
     source_state,
     start_ray,
 )
-from inventory_actors.client import InventoryClient, Pending
-from inventory_actors.config import ShardConfig
-from inventory_actors.protocol import Outcome, ShardStatus, Submission
-from inventory_actors.shard_core import ShardCore
+from inventory_actors.cluster.client import InventoryClient, Pending
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.protocol import Outcome, ShardStatus, Submission
 from persistence import SqliteShardStore
 
 GOAL_PER_SECOND = 150_000

@@ -390,7 +390,7 @@ def throughput_scenarios(
 
 def carts_scenario(stack: Any, sizes: Sizes, tmp: Path) -> dict[str, Any]:
     from bench.http_carts import lua_script, skus_by_shard  # noqa: PLC0415
-    from inventory_actors.partitioning import load_or_create  # noqa: PLC0415
+    from inventory_actors.shard.partitioning import load_or_create  # noqa: PLC0415
 
     partition = load_or_create(stack.data_dir, SHARDS)
     script = tmp / "carts.lua"
@@ -435,7 +435,7 @@ def spike_scenario(stack: Any, sizes: Sizes) -> dict[str, Any]:
     """S7 on a deployment with rate limits on (the protection a spike meets) and the default
     admission control. The generator runs in a child process at the Ray workers' niceness."""
     from bench.spike import ReservationLoad, percentile, run_in_child  # noqa: PLC0415
-    from serve_app.rate_limit import RateLimits, RoleLimit  # noqa: PLC0415
+    from serve_app.middleware.rate_limit import RateLimits, RoleLimit  # noqa: PLC0415
 
     skus = [f"spike-{i:05d}" for i in range(200)]
     ops = [

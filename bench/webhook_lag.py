@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import adjustment, print_json, print_table, reservation, source_state, start_ray
-from inventory_actors.client import InventoryClient
-from inventory_actors.protocol import Submission
-from inventory_actors.webhook_dispatcher import dispatcher
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.feed.webhook_dispatcher import dispatcher
+from inventory_actors.shard.protocol import Submission
 
 SKUS = 2_000
 NAMESPACE = "bench-webhooks"

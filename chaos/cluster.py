@@ -19,14 +19,14 @@ from ray.cluster_utils import Cluster
 
 from bench.http_throughput import private_serve_files, wait_ready
 from bench.ports import free_port
-from inventory_actors.cli import FAST_INGRESS_ENV
-from inventory_actors.client import InventoryClient
-from inventory_actors.config import ShardConfig
-from inventory_actors.errors import ShardUnavailable
-from inventory_actors.protocol import ShardStatus
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.errors import ShardUnavailable
+from inventory_actors.shard.protocol import ShardStatus
+from inventory_cli.main import FAST_INGRESS_ENV
 from serve_app.deployment import APP_NAME, deploy
 from serve_app.keys import KeyStore
-from serve_app.rate_limit import RateLimits
+from serve_app.middleware.rate_limit import RateLimits
 from serve_app.service import Settings
 
 SHARD_HOST = "shard_host"

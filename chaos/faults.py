@@ -22,10 +22,10 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from chaos.cluster import REPLICA_TITLE, ChaosCluster, add_shard_host
 from chaos.history import FaultRecord, History
 from chaos.workload import LOCATIONS
-from inventory_actors.fault_hooks import Fault
-from inventory_actors.restock import job_spec
-from inventory_actors.restock_cli import restock_command
-from inventory_actors.restock_runtime import jobs_actor
+from inventory_actors.restock.job import job_spec
+from inventory_actors.restock.runtime import jobs_actor
+from inventory_actors.shard.fault_hooks import Fault
+from inventory_cli.restock import restock_command
 
 SHARD_KILL = "shard-kill"
 CRASH_AFTER_COMMIT = "crash-after-commit"

@@ -29,8 +29,8 @@ from chaos.faults import KINDS, Injector
 from chaos.history import History, Outcome
 from chaos.report import write_report
 from chaos.workload import LOCATIONS, Client, Shared, resolve_unknowns, send
-from inventory_actors.fault_hooks import Fault
-from inventory_actors.partitioning import shard_path
+from inventory_actors.shard.fault_hooks import Fault
+from inventory_actors.shard.partitioning import shard_path
 
 INITIAL_ON_HAND = 300
 FEED_PAGE = 10_000

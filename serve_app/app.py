@@ -14,14 +14,14 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from inventory_actors.boundary import (
+from inventory_actors.cluster.boundary import (
     AdjustmentBody,
     CountBody,
     ExtendBody,
     ReservationBody,
     TransferBody,
 )
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import (
     CommitHold,
     DomainError,
@@ -32,15 +32,13 @@ from inventory_actors.domain import (
     SkuView,
     limits,
 )
-from inventory_actors.errors import ServiceError
-from inventory_actors.protocol import Outcome
-from inventory_actors.ray_metrics import make_metric
-from serve_app import batch as batch_ops
-from serve_app.alert_routes import add_alert_routes
-from serve_app.feed_routes import AsOf, add_feed_routes, add_sku_history_routes, as_of_answer
+from inventory_actors.observability.ray_metrics import make_metric
+from inventory_actors.shard.errors import ServiceError
+from inventory_actors.shard.protocol import Outcome
 from serve_app.json_body import StrictJsonRoute, loads_strict
 from serve_app.keys import Role
-from serve_app.limits import BodyLimit
+from serve_app.middleware.body_limits import BodyLimit
+from serve_app.middleware.request_scope import HttpMetrics, Observability
 from serve_app.models import (
     BatchBody,
     BatchOut,
@@ -49,11 +47,14 @@ from serve_app.models import (
     ReservationOut,
     SkuOut,
 )
-from serve_app.observability import HttpMetrics, Observability
-from serve_app.operator_routes import add_health_routes, add_operator_routes
 from serve_app.problems import Problem, not_found, problem_of, validation
 from serve_app.render import etag, reservation_body, sku_body
-from serve_app.restock_routes import add_restock_routes
+from serve_app.routes import batch as batch_ops
+from serve_app.routes.alerts import add_alert_routes
+from serve_app.routes.feed import AsOf, add_feed_routes, add_sku_history_routes, as_of_answer
+from serve_app.routes.operator import add_health_routes, add_operator_routes
+from serve_app.routes.restock import add_restock_routes
+from serve_app.routes.webhooks import add_webhook_routes
 from serve_app.routing import (
     COMMON_RESPONSES,
     Admin,
@@ -67,7 +68,6 @@ from serve_app.routing import (
     service_of,
 )
 from serve_app.service import Caller, fingerprint, scoped_key
-from serve_app.webhook_routes import add_webhook_routes
 
 
 class _AnyText(Convertor[str]):

@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from inventory_actors.errors import Overloaded
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.request_context import request_id
+from inventory_actors.observability.request_context import request_id
+from inventory_actors.shard.errors import Overloaded
+from inventory_actors.shard.protocol import Outcome, Submission
 
 # (shard id, submissions, the request id of each submission) -> outcomes.
 ShardCall = Callable[[int, Sequence[Submission], Sequence[str]], Awaitable[list[Outcome]]]

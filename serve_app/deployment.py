@@ -11,13 +11,13 @@ from ray import serve
 from ray.serve import Application
 from starlette.middleware import Middleware
 
-from inventory_actors import json_logging
-from inventory_actors.ray_metrics import make_metric
-from serve_app.admission import AdmissionGate, AdmissionLimits
+from inventory_actors.observability import json_logging
+from inventory_actors.observability.ray_metrics import make_metric
 from serve_app.app import create_app
-from serve_app.observability import Observability
-from serve_app.operator_routes import ShardWatch
-from serve_app.rate_limit import RateLimits, RoleLimit
+from serve_app.middleware.admission import AdmissionGate, AdmissionLimits
+from serve_app.middleware.rate_limit import RateLimits, RoleLimit
+from serve_app.middleware.request_scope import Observability
+from serve_app.routes.operator import ShardWatch
 from serve_app.service import Service, Settings, current_service, install_service
 
 APP_NAME = "inventory"

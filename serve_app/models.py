@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from inventory_actors.boundary import (
+from inventory_actors.cluster.boundary import (
     Delta,
     HoldId,
     ItemId,

@@ -16,7 +16,7 @@ from inventory_actors.domain import (
     InvalidCommand,
     VersionConflict,
 )
-from inventory_actors.errors import (
+from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
     Overloaded,
     ServiceError,

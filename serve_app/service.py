@@ -10,21 +10,21 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inventory_actors.boundary import validate_command
-from inventory_actors.client import InventoryClient
-from inventory_actors.coordinator import place_reservation, step_key
+from inventory_actors.cluster.boundary import validate_command
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.cluster.coordinator import place_reservation, step_key
 from inventory_actors.domain import ClaimKey, Command, InvalidCommand, ReserveStock
 from inventory_actors.domain.limits import TTL_MS_MAX
-from inventory_actors.errors import IdempotencyKeyReused
-from inventory_actors.partitioning import slot_of
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.restock_runtime import jobs_actor
-from inventory_actors.webhook_dispatcher import dispatcher
-from serve_app.admission import Admission, AdmissionLimits
+from inventory_actors.feed.webhook_dispatcher import dispatcher
+from inventory_actors.restock.runtime import jobs_actor
+from inventory_actors.shard.errors import IdempotencyKeyReused
+from inventory_actors.shard.partitioning import slot_of
+from inventory_actors.shard.protocol import Outcome, Submission
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
+from serve_app.middleware.admission import Admission, AdmissionLimits
+from serve_app.middleware.rate_limit import Decision, RateLimiter, RateLimits
 from serve_app.problems import Problem
-from serve_app.rate_limit import Decision, RateLimiter, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Settings:
     commands_per_call_max: int = 1_000
     pending_per_shard_max: int = 20_000
     rate_limits: RateLimits = field(default_factory=RateLimits)
-    # How many requests a replica runs and queues before it sheds (serve_app/admission.py).
+    # How many requests a replica runs and queues before it sheds (middleware/admission.py).
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     # The longest reservation (and extension) this deployment accepts; the contract allows up
     # to 24 h, a deployment may choose less.

@@ -13,9 +13,9 @@ import pytest
 import ray
 
 from bench.ports import free_port
-from inventory_actors.cli import FAST_INGRESS_ENV
-from inventory_actors.client import InventoryClient
-from inventory_actors.config import ShardConfig
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.shard.config import ShardConfig
+from inventory_cli.main import FAST_INGRESS_ENV
 
 T = TypeVar("T")
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 import ray
 
-from inventory_actors.client import InventoryClient
-from inventory_actors.config import ShardConfig
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import (
     DomainError,
     HoldStatus,
@@ -21,8 +20,9 @@ from inventory_actors.domain import (
     LineRequest,
     SkuView,
 )
-from inventory_actors.errors import ServiceError
-from inventory_actors.protocol import ShardStatus
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.errors import ServiceError
+from inventory_actors.shard.protocol import ShardStatus
 from tests.conftest import ClientFactory, wait_for
 
 pytestmark = pytest.mark.ray

@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from inventory_actors.cli import build_parser
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import LineRequest, TransferStock
-from inventory_actors.protocol import ShardStatus
-from inventory_actors.restock_runtime import jobs_actor
+from inventory_actors.feed.ledger_rows import LEDGER_SCHEMA
+from inventory_actors.restock.runtime import jobs_actor
+from inventory_actors.shard.protocol import ShardStatus
+from inventory_cli.main import build_parser
 from persistence.exports import STOCK_SCHEMA
-from persistence.ledger_rows import LEDGER_SCHEMA
 from tests.actors.test_restock_jobs import run_job
 from tests.conftest import ClientFactory
 

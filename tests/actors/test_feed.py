@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import ray
 
-from inventory_actors.client import InventoryClient
-from inventory_actors.config import ShardConfig
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import AdjustStock
-from inventory_actors.feed import Cursor
-from inventory_actors.feed_reader import FeedExpired, FeedReader
-from inventory_actors.protocol import ShardStatus, Submission
+from inventory_actors.feed.reader import FeedExpired, FeedReader
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.feed_pages import Cursor
+from inventory_actors.shard.protocol import ShardStatus, Submission
 from tests.conftest import ClientFactory, wait_for
 
 pytestmark = pytest.mark.ray

@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import LineRequest
-from inventory_actors.protocol import ShardStatus
-from inventory_actors.restock import JobFailed, JobRunner, job_spec
-from inventory_actors.restock_cli import restock_command
-from inventory_actors.restock_jobs import Begun
-from inventory_actors.restock_runtime import jobs_actor, restock_task
+from inventory_actors.restock.book import Begun
+from inventory_actors.restock.job import JobFailed, JobRunner, job_spec
+from inventory_actors.restock.runtime import jobs_actor, restock_task
+from inventory_actors.shard.protocol import ShardStatus
+from inventory_cli.restock import restock_command
 from persistence.jobs_store import JobRecord
 from tests.conftest import ClientFactory, wait_for
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inventory_actors.partitioning import SLOT_COUNT, PartitionMap
-from inventory_actors.restock_partition import shard_ids_of, split_by_shard
+from inventory_actors.restock.partition import shard_ids_of, split_by_shard
+from inventory_actors.shard.partitioning import SLOT_COUNT, PartitionMap
 
 ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-"
 SHARD_COUNTS = (1, 2, 3, 4, 7, 16, 1024)

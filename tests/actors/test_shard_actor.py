@@ -9,8 +9,7 @@ from collections.abc import Callable
 import pytest
 import ray
 
-from inventory_actors.client import InventoryClient
-from inventory_actors.config import ShardConfig
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import (
     AdjustStock,
     HoldStatus,
@@ -20,9 +19,10 @@ from inventory_actors.domain import (
     SkuView,
     TransferStock,
 )
-from inventory_actors.errors import ShardUnavailable, StorageFailure
-from inventory_actors.partitioning import new_hold_id, slot_of
-from inventory_actors.protocol import Outcome, ShardStatus, Submission
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.errors import ShardUnavailable, StorageFailure
+from inventory_actors.shard.partitioning import new_hold_id, slot_of
+from inventory_actors.shard.protocol import Outcome, ShardStatus, Submission
 from tests.conftest import ClientFactory, wait_for
 
 pytestmark = pytest.mark.ray

@@ -8,9 +8,9 @@ import pytest
 import ray
 from ray.exceptions import RayError
 
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import LineRequest, ThresholdView
-from inventory_actors.protocol import ShardStatus
+from inventory_actors.shard.protocol import ShardStatus
 from tests.conftest import ClientFactory, wait_for
 
 pytestmark = pytest.mark.ray

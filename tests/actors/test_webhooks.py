@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import ray
 
-from inventory_actors.client import InventoryClient
+from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import LineRequest
-from inventory_actors.webhook_dispatcher import dispatcher
-from inventory_actors.webhooks import DeliveryPolicy, signature
+from inventory_actors.feed.webhook_dispatcher import dispatcher
+from inventory_actors.feed.webhook_rules import DeliveryPolicy, signature
 from tests.conftest import ClientFactory, wait_for
 
 pytestmark = pytest.mark.ray

@@ -2,7 +2,7 @@
 
 import pytest
 
-from inventory_actors.boundary import validate_command
+from inventory_actors.cluster.boundary import validate_command
 from inventory_actors.domain import (
     AdjustStock,
     Command,

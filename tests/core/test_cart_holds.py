@@ -9,8 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from inventory_actors.config import ShardConfig
-from inventory_actors.coordinator import place_reservation
+from inventory_actors.cluster.coordinator import place_reservation
 from inventory_actors.domain import (
     AdjustStock,
     CommitHold,
@@ -24,10 +23,11 @@ from inventory_actors.domain import (
     ReserveStock,
     SettleHold,
 )
-from inventory_actors.errors import ShardUnavailable
-from inventory_actors.partitioning import PartitionMap, new_hold_id, slot_of
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.shard_core import ShardCore
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.errors import ShardUnavailable
+from inventory_actors.shard.partitioning import PartitionMap, new_hold_id, slot_of
+from inventory_actors.shard.protocol import Outcome, Submission
 from persistence import SqliteShardStore
 from tests.conftest import poll
 

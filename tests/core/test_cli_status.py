@@ -4,10 +4,10 @@ from typing import Any, cast
 
 import pytest
 
-from inventory_actors.cli import _print_status
-from inventory_actors.client import InventoryClient
-from inventory_actors.errors import ShardUnavailable
-from inventory_actors.protocol import ShardStatus
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.shard.errors import ShardUnavailable
+from inventory_actors.shard.protocol import ShardStatus
+from inventory_cli.main import _print_status
 
 
 class StatusOnly:

@@ -11,7 +11,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from inventory_actors.cli import DASHBOARD_PORT, METRICS_PORT
+from inventory_cli.main import DASHBOARD_PORT, METRICS_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_INGRESS = ("RAY_SERVE_ENABLE_HA_PROXY=1", "RAY_SERVE_THROUGHPUT_OPTIMIZED=1")

@@ -3,11 +3,11 @@ does what it says, and they are all off by default."""
 
 import asyncio
 
-from inventory_actors.config import ShardConfig
 from inventory_actors.domain import AdjustStock, SkuView
-from inventory_actors.fault_hooks import FaultHooks
-from inventory_actors.protocol import Submission
-from inventory_actors.shard_core import ShardCore
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.fault_hooks import FaultHooks
+from inventory_actors.shard.protocol import Submission
 from persistence import MemoryShardStore
 from tests.core.test_shard_core import START_MS, Clock, run
 

@@ -17,7 +17,8 @@ from inventory_actors.domain import (
     StockAdjusted,
     StockRestocked,
 )
-from inventory_actors.feed import (
+from inventory_actors.shard.codec import decode_events, encode_events
+from inventory_actors.shard.feed_pages import (
     Cursor,
     CursorInvalid,
     Position,
@@ -28,7 +29,6 @@ from inventory_actors.feed import (
     rfc3339,
     shard_events,
 )
-from persistence.codec import decode_events, encode_events
 
 A = LevelImage("A", "x", 10, 2, 5)
 

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse, Response
 
-from inventory_actors.call_log import REQUEST_IDS_PER_LINE_MAX, log_call
 from inventory_actors.domain import (
     AdjustStock,
     InsufficientStock,
@@ -18,13 +17,14 @@ from inventory_actors.domain import (
     SetStock,
     SkuView,
 )
-from inventory_actors.errors import Overloaded
-from inventory_actors.json_logging import JsonFormatter
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.ray_metrics import command_label
-from inventory_actors.request_context import loggable, request_id
+from inventory_actors.observability.json_logging import JsonFormatter
+from inventory_actors.observability.ray_metrics import command_label
+from inventory_actors.observability.request_context import loggable, request_id
+from inventory_actors.shard.call_log import REQUEST_IDS_PER_LINE_MAX, log_call
+from inventory_actors.shard.errors import Overloaded
+from inventory_actors.shard.protocol import Outcome, Submission
 from persistence import MemoryShardStore
-from serve_app.observability import HttpMetrics, Observability
+from serve_app.middleware.request_scope import HttpMetrics, Observability
 from tests.core.test_shard_core import Clock, adjust, make_core, reserve, run
 
 # -- the engine's counts ------------------------------------------------------------------------

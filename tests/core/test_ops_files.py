@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from inventory_actors.metric_names import (
+from inventory_actors.observability.metric_names import (
     ALL_METRICS,
     API_METRICS,
     SHARD_METRICS,
@@ -134,7 +134,7 @@ def test_every_dashboard_expression_names_catalogued_series(dashboard: dict[str,
     exprs = dashboard_exprs(dashboard)
     assert exprs
     unknown = {name: expr for expr in exprs for name in metric_names(expr) - KNOWN_SERIES}
-    assert not unknown, f"not in inventory_actors/metric_names.py: {unknown}"
+    assert not unknown, f"not in inventory_actors/observability/metric_names.py: {unknown}"
     assert all(metric_names(expr) for expr in exprs), "an expression names no inventory metric"
 
 
@@ -143,7 +143,7 @@ def test_every_rule_expression_names_catalogued_series(rules: list[dict[str, Any
     unknown = {
         name: rule["alert"] for rule in rules for name in metric_names(rule["expr"]) - KNOWN_SERIES
     }
-    assert not unknown, f"not in inventory_actors/metric_names.py: {unknown}"
+    assert not unknown, f"not in inventory_actors/observability/metric_names.py: {unknown}"
     assert all(metric_names(rule["expr"]) for rule in rules)
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inventory_actors.partitioning import (
+from inventory_actors.shard.partitioning import (
     SLOT_COUNT,
     PartitionMap,
     load_or_create,

@@ -3,7 +3,7 @@ restart of their file."""
 
 from pathlib import Path
 
-from inventory_actors.restock_jobs import (
+from inventory_actors.restock.book import (
     INTERRUPTED,
     LEASE_SECONDS,
     JobBook,

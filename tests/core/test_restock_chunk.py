@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from inventory_actors.domain import RestockRows
-from inventory_actors.restock_chunk import CHUNK_SCHEMA, RestockChunk
+from inventory_actors.shard.restock_chunk import CHUNK_SCHEMA, RestockChunk
 
 
 def chunk(table: pa.Table) -> RestockChunk:

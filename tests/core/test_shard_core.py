@@ -10,7 +10,6 @@ from typing import TypeVar
 
 import pytest
 
-from inventory_actors.config import ShardConfig
 from inventory_actors.domain import (
     AdjustStock,
     Command,
@@ -28,16 +27,17 @@ from inventory_actors.domain import (
     StockAdjusted,
     TransferStock,
 )
-from inventory_actors.errors import (
+from inventory_actors.shard.codec import decode_command, decode_events, encode_command
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
     Overloaded,
     ShardUnavailable,
     StorageFailure,
 )
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.shard_core import ShardCore
+from inventory_actors.shard.protocol import Outcome, Submission
 from persistence import MemoryShardStore, ShardStore, SqliteShardStore
-from persistence.codec import decode_command, decode_events, encode_command
 from tests.conftest import poll
 
 T = TypeVar("T")

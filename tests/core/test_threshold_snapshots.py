@@ -2,11 +2,11 @@
 
 import asyncio
 
-from inventory_actors.config import ShardConfig
 from inventory_actors.domain import AdjustStock, SetStock, SetThreshold, StockRecovered
-from inventory_actors.snapshots import THRESHOLDS
+from inventory_actors.shard.codec import decode_events
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.snapshots import THRESHOLDS
 from persistence import MemoryShardStore
-from persistence.codec import decode_events
 from tests.core.test_shard_core import Clock, make_core, ok, run
 
 

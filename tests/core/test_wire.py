@@ -2,6 +2,13 @@
 
 import pytest
 
+from inventory_actors.cluster.wire import (
+    decode_outcomes,
+    decode_submission_texts,
+    decode_submissions,
+    encode_outcomes,
+    encode_submissions,
+)
 from inventory_actors.domain import (
     AdjustStock,
     CommitHold,
@@ -19,22 +26,15 @@ from inventory_actors.domain import (
     Shortage,
     SkuView,
 )
-from inventory_actors.errors import (
+from inventory_actors.shard.codec import encode_command
+from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
     Overloaded,
     ServiceError,
     ShardUnavailable,
     StorageFailure,
 )
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.wire import (
-    decode_outcomes,
-    decode_submission_texts,
-    decode_submissions,
-    encode_outcomes,
-    encode_submissions,
-)
-from persistence.codec import encode_command
+from inventory_actors.shard.protocol import Outcome, Submission
 
 SUBMISSIONS = [
     Submission(AdjustStock("A", "berlin", -2, "damaged", "Grüße", 3)),

@@ -26,16 +26,16 @@ from inventory_actors.domain import (
     SetThreshold,
     TransferStock,
 )
-from inventory_actors.recovery import REPLAY_DECODERS, recover_ledger
-from inventory_actors.snapshots import HOLD_COLUMNS, SKU_COLUMNS, THRESHOLDS
-from persistence import LogRecord, MemoryShardStore, ShardStore, SqliteShardStore
-from persistence.codec import (
+from inventory_actors.shard.codec import (
     decode_events,
     decode_rows,
     encode_command,
     encode_events,
     encode_rows,
 )
+from inventory_actors.shard.recovery import REPLAY_DECODERS, recover_ledger
+from inventory_actors.shard.snapshots import HOLD_COLUMNS, SKU_COLUMNS, THRESHOLDS
+from persistence import LogRecord, MemoryShardStore, ShardStore, SqliteShardStore
 
 SKUS = ("A", "B", "C")
 LOCATIONS = ("berlin", "paris", "rome")

@@ -31,7 +31,7 @@ from inventory_actors.domain import (
 )
 from inventory_actors.domain.crossings import LEVELS_TOUCHED, NO_LEVELS_TOUCHED
 from inventory_actors.domain.limits import ON_HAND_MAX
-from persistence.codec import EVENT_TAGS
+from inventory_actors.shard.codec import EVENT_TAGS
 
 NOW = 1_000_000
 CROSSINGS = (StockLow, StockRecovered)

@@ -14,11 +14,11 @@ import ray
 from ray import serve
 
 from bench.ports import free_port
-from inventory_actors.client import InventoryClient
-from inventory_actors.partitioning import PartitionMap
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.shard.partitioning import PartitionMap
 from serve_app.deployment import deploy
 from serve_app.keys import KeyStore, Role
-from serve_app.rate_limit import RateLimits, RoleLimit
+from serve_app.middleware.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Settings
 
 SHARDS = 2

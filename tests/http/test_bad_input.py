@@ -23,7 +23,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from inventory_actors.boundary import (
+from inventory_actors.cluster.boundary import (
     AdjustmentBody,
     CountBody,
     ExtendBody,
@@ -33,8 +33,8 @@ from inventory_actors.boundary import (
 )
 from inventory_actors.domain import limits
 from serve_app.models import BATCH_OPERATIONS_MAX, QUERY_SKUS_MAX, BatchBody, QueryBody
+from serve_app.routes.webhooks import WebhookBody
 from serve_app.service import Settings
-from serve_app.webhook_routes import WebhookBody
 from tests.http.conftest import PROBLEM, HttpApp, assert_problem, bearer, stock
 
 pytestmark = pytest.mark.ray

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from inventory_actors.partitioning import new_hold_id
+from inventory_actors.shard.partitioning import new_hold_id
 from tests.http.conftest import PROBLEM, HttpApp, bearer, stock
 
 pytestmark = pytest.mark.ray

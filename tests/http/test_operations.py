@@ -14,7 +14,7 @@ import httpx
 import pytest
 import ray
 
-from inventory_actors import metric_names as names
+from inventory_actors.observability import metric_names as names
 from tests.conftest import wait_for
 from tests.http.conftest import HttpApp, assert_problem, bearer, stock
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inventory_actors.partitioning import new_hold_id
+from inventory_actors.shard.partitioning import new_hold_id
 from serve_app.keys import Role
 from tests.conftest import wait_for
 from tests.http.conftest import HttpApp, assert_problem, bearer, sku_view, stock

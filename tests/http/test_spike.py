@@ -30,11 +30,11 @@ import pytest
 from ray import serve
 
 from bench.spike import ReservationLoad, SpikeResult, run_in_child
-from inventory_actors.client import InventoryClient
-from serve_app.admission import AdmissionLimits
+from inventory_actors.cluster.client import InventoryClient
 from serve_app.deployment import DEPLOYMENT_NAME, deployment_for
 from serve_app.keys import KeyStore, Role
-from serve_app.rate_limit import RateLimits, RoleLimit
+from serve_app.middleware.admission import AdmissionLimits
+from serve_app.middleware.rate_limit import RateLimits, RoleLimit
 from serve_app.service import Settings
 from tests.conftest import wait_for
 from tests.http.conftest import HttpApp, bearer

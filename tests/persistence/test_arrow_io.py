@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from inventory_actors.domain.limits import DELTA_MAX, ON_HAND_MAX
-from persistence.arrow_io import (
+from inventory_actors.restock.file_reader import (
     GOOD_SCHEMA,
     REJECT_SCHEMA,
     FileFormat,

@@ -65,7 +65,7 @@ from inventory_actors.domain import (
     TransferStock,
     VersionConflict,
 )
-from persistence.codec import (
+from inventory_actors.shard.codec import (
     COMMAND_TAGS,
     EVENT_TAGS,
     RESULT_TAGS,

@@ -16,8 +16,8 @@ from inventory_actors.domain import (
     StockSet,
     StockTransferred,
 )
-from persistence.codec import encode_events
-from persistence.ledger_rows import LEDGER_SCHEMA, event_rows, ledger_table
+from inventory_actors.feed.ledger_rows import LEDGER_SCHEMA, event_rows, ledger_table
+from inventory_actors.shard.codec import encode_events
 
 A = LevelImage("A", "berlin", 10, 3, 7)
 B = LevelImage("A", "paris", 2, 0, 7)

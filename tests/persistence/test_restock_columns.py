@@ -12,8 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inventory_actors.domain.limits import DELTA_MAX, ON_HAND_MAX, is_valid_id
-from persistence.arrow_io import RejectReason, RestockFileError, RestockMode, validate_chunk
-from persistence.restock_columns import ID_LENGTH_MAX, ID_LENGTH_MIN, not_an_id
+from inventory_actors.restock.columns import ID_LENGTH_MAX, ID_LENGTH_MIN, not_an_id
+from inventory_actors.restock.file_reader import (
+    RejectReason,
+    RestockFileError,
+    RestockMode,
+    validate_chunk,
+)
 
 R = RejectReason
 ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-"

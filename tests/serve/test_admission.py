@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from inventory_actors.client import InventoryClient
-from serve_app.admission import Admission, AdmissionGate, AdmissionLimits
+from inventory_actors.cluster.client import InventoryClient
 from serve_app.deployment import DEPLOYMENT_OPTIONS, app, serve_limits, settings_from
 from serve_app.keys import KeyStore, Role
+from serve_app.middleware.admission import Admission, AdmissionGate, AdmissionLimits
+from serve_app.middleware.rate_limit import RateLimiter, RateLimits, RoleLimit
 from serve_app.problems import Problem
-from serve_app.rate_limit import RateLimiter, RateLimits, RoleLimit
 from serve_app.service import Service, Settings, install_service
 
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from inventory_actors.domain import ExpireHolds, ExpiryResult
-from inventory_actors.errors import Overloaded
-from inventory_actors.protocol import Outcome, Submission
-from inventory_actors.request_context import request_id
+from inventory_actors.observability.request_context import request_id
+from inventory_actors.shard.errors import Overloaded
+from inventory_actors.shard.protocol import Outcome, Submission
 from serve_app.coalescer import Coalescer
 
 

@@ -20,7 +20,7 @@ from inventory_actors.domain import (
     SkuView,
     VersionConflict,
 )
-from inventory_actors.errors import (
+from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
     Overloaded,
     ShardUnavailable,

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from inventory_cli.keys import add_keys_parser, main, run_keys
 from serve_app.keys import KeyStore, Role
-from serve_app.keys_cli import add_keys_parser, main, run_keys
 
 
 def create_key(data_dir: Path, role: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from serve_app.keys import Role
-from serve_app.rate_limit import RateLimiter, RateLimits, Refusal, RoleLimit
+from serve_app.middleware.rate_limit import RateLimiter, RateLimits, Refusal, RoleLimit
 
 SMALL = RoleLimit(per_second=2.0, burst=10)
 

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inventory_actors.boundary import ReservationBody, validate_command
-from inventory_actors.client import InventoryClient
-from inventory_actors.coordinator import step_key
+from inventory_actors.cluster.boundary import ReservationBody, validate_command
+from inventory_actors.cluster.client import InventoryClient
+from inventory_actors.cluster.coordinator import step_key
 from inventory_actors.domain import (
     AdjustStock,
     ClaimKey,
@@ -24,15 +24,15 @@ from inventory_actors.domain import (
     LineRequest,
     ReserveStock,
 )
-from inventory_actors.errors import IdempotencyKeyReused
-from inventory_actors.partitioning import PartitionMap, new_hold_id, slot_of
-from inventory_actors.protocol import Outcome, Submission
-from serve_app import batch
+from inventory_actors.shard.errors import IdempotencyKeyReused
+from inventory_actors.shard.partitioning import PartitionMap, new_hold_id, slot_of
+from inventory_actors.shard.protocol import Outcome, Submission
 from serve_app.app import create_app
 from serve_app.keys import KeyStore, Role
+from serve_app.middleware.rate_limit import RateLimiter, RateLimits
 from serve_app.models import ReserveOp
-from serve_app.rate_limit import RateLimiter, RateLimits
 from serve_app.render import rfc3339
+from serve_app.routes import batch
 from serve_app.service import Service, Settings, install_service
 
 TTL_MS = 60_000

@@ -1,0 +1,471 @@
+"""The engine of one shard, without Ray: a bounded queue, group commit, timers and recovery.
+
+All of it runs on one asyncio loop. A batch is executed in memory and written to the log in one
+synchronous step, so no other coroutine (reader, timer, snapshot) can run in between: whenever
+anything else runs, memory holds exactly what the disk holds.
+"""
+
+import asyncio
+import gc
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from inventory_actors.domain import (
+    Command,
+    DomainError,
+    ExpireHolds,
+    ExpiryResult,
+    HoldView,
+    InvalidCommand,
+    Ledger,
+    PruneHolds,
+    PruneResult,
+    RestockResult,
+    Result,
+    SkuView,
+    ThresholdView,
+)
+from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX, PRUNE_PER_COMMAND_MAX
+from inventory_actors.domain.thresholds import Alert
+from inventory_actors.shard.codec import decode_result, encode_command, encode_events, encode_result
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.errors import (
+    IdempotencyKeyReused,
+    Overloaded,
+    ServiceError,
+    ShardUnavailable,
+    StorageFailure,
+)
+from inventory_actors.shard.fault_hooks import FaultHooks
+from inventory_actors.shard.protocol import (
+    Outcome,
+    Submission,
+    fingerprint_of,
+    is_valid_idempotency_key,
+)
+from inventory_actors.shard.recovery import recover_ledger
+from inventory_actors.shard.settlement import PeerCall, Settler
+from inventory_actors.shard.snapshots import Snapshotter
+from persistence import IdempotencyRecord, LogRecord, ShardStore
+
+log = logging.getLogger(__name__)
+
+# Log records forgotten per housekeeping pass at most: one short transaction.
+LOG_PRUNE_PER_PASS = 100_000
+# How many restock rows cost as much to replay as one ordinary log record.
+RESTOCK_ROWS_PER_RECORD = 5
+
+
+class _Call:
+    """One caller's submissions: done when the last of them is durable."""
+
+    __slots__ = ("future", "outcomes", "remaining")
+
+    def __init__(self, size: int, future: "asyncio.Future[list[Outcome]]") -> None:
+        self.outcomes: list[Outcome | None] = [None] * size
+        self.remaining = size
+        self.future = future
+
+    def settle(self, index: int, outcome: Outcome) -> None:
+        self.outcomes[index] = outcome
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result(self.outcomes)  # type: ignore[arg-type]
+
+
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
+_new = tuple.__new__
+
+# A queued command: its caller, its place in the call, and its JSON text when it came as one.
+_Entry = tuple[_Call, int, Submission, str | None]
+
+_BAD_KEY = InvalidCommand("idempotency key must be 1 to 255 printable ASCII characters")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic collection while a batch runs: a batch allocates thousands of short-lived
+    tuples, and each collection they trigger walks the young objects again. Collections resume
+    (and catch up) once the batch is answered."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@dataclass
+class ShardCounters:
+    batches: int = 0
+    commands: int = 0
+    records: int = 0
+    storage_failures: int = 0
+    overloaded: int = 0
+    recovery_seconds: float = 0.0
+    settled: int = 0
+    settle_failures: int = 0
+    # Decisions another shard refused (the protocol says it cannot happen): see settlement.py.
+    settle_refusals: int = 0
+    expired_holds: int = 0
+
+
+# Called after each durable batch with its size and the seconds its log write took.
+BatchObserver = Callable[[int, float], None]
+# Commands answered, by (command type, outcome): "ok", "replayed" or the error's slug.
+Tally = Counter[tuple[type, str]]
+
+
+class ShardCore:
+    """Serializes every change of one shard's SKUs and makes it durable before answering."""
+
+    def __init__(
+        self,
+        shard_id: int,
+        open_store: Callable[[], ShardStore],
+        clock_ms: Callable[[], int],
+        config: ShardConfig,
+        peers: PeerCall | None = None,
+        faults: FaultHooks | None = None,
+    ) -> None:
+        self.shard_id = shard_id
+        # Off unless a test injects faults (see `fault_hooks`).
+        self.faults = faults or FaultHooks()
+        self._late_write: tuple[list[LogRecord], list[IdempotencyRecord]] | None = None
+        self.config = config
+        self._open_store = open_store
+        self.clock_ms = clock_ms
+        self._queue: deque[_Entry] = deque()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.counters = ShardCounters()
+        self.tally: Tally = Counter()
+        self.on_batch: BatchObserver | None = None
+        self.store: ShardStore | None = None
+        self.ledger = Ledger()
+        self.last_lsn = 0
+        self.snapshots = Snapshotter(self)
+        self.settler = None if peers is None else Settler(self, peers)
+        self._recover_now()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer and the timers on the running loop."""
+        loops = [self._writer_loop, self._expiry_loop, self._housekeeping_loop]
+        if self.settler is not None:
+            loops.append(self.settler.loop)
+        for loop_fn in loops:
+            self._tasks.append(asyncio.get_running_loop().create_task(loop_fn()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    @property
+    def available(self) -> bool:
+        return self.store is not None
+
+    def _recover_now(self) -> bool:
+        """Rebuild memory from disk. On failure the shard stays unavailable and retries."""
+        started = time.perf_counter()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+            self._drop_ledger()
+        try:
+            store = self._open_store()
+            ledger, last_lsn, replayed = recover_ledger(
+                store, self.config.check_invariants_on_recovery
+            )
+        except Exception:
+            log.exception("shard %d: recovery failed", self.shard_id)
+            return False
+        self.store, self.ledger, self.last_lsn = store, ledger, last_lsn
+        # The recovered state lives as long as the shard: move it out of the collector's reach,
+        # or every full collection walks millions of objects that never become garbage.
+        gc.freeze()
+        self.snapshots.reset(records_since=replayed, now_ms=self.clock_ms())
+        self.counters.recovery_seconds = time.perf_counter() - started
+        log.info(
+            "shard %d recovered to lsn %d in %.3f s (%d records replayed)",
+            self.shard_id,
+            last_lsn,
+            self.counters.recovery_seconds,
+            replayed,
+        )
+        return True
+
+    def _drop_ledger(self) -> None:
+        """Free the memory of a ledger being rebuilt, before the new one is built. It was frozen
+        (out of the collector's reach) and holds reference cycles (its handler tables of bound
+        methods): without an unfreeze and a collection it would never be freed."""
+        self.ledger = Ledger()
+        gc.unfreeze()
+        gc.collect()
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def submit(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Queue commands for the next batch; return once every one is durable or refused."""
+        return await self._enqueue(submissions, None)
+
+    async def submit_texts(
+        self, submissions: Sequence[Submission], texts: Sequence[str]
+    ) -> list[Outcome]:
+        """`submit`, with each command's JSON as it arrived (see `wire`): the log stores that
+        text instead of encoding the command again."""
+        if len(texts) != len(submissions):
+            raise ValueError(f"{len(texts)} texts for {len(submissions)} submissions")
+        return await self._enqueue(submissions, texts)
+
+    async def _enqueue(
+        self, submissions: Sequence[Submission], texts: Sequence[str] | None
+    ) -> list[Outcome]:
+        if not submissions:
+            return []
+        if not self.available:
+            error = ShardUnavailable(self.shard_id, "shard is recovering")
+            return [Outcome(error)] * len(submissions)
+        if len(self._queue) + len(submissions) > self.config.queue_commands_max:
+            self.counters.overloaded += len(submissions)
+            full = Overloaded(f"shard {self.shard_id} queue is full")
+            return [Outcome(full)] * len(submissions)
+        call = _Call(len(submissions), asyncio.get_running_loop().create_future())
+        append = self._queue.append
+        for index, sub in enumerate(submissions):
+            key = sub.idempotency_key
+            if key is None or is_valid_idempotency_key(key):
+                append((call, index, sub, None if texts is None else texts[index]))
+            else:
+                call.settle(index, Outcome(_BAD_KEY))
+        self._wakeup.set()
+        return await call.future
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue and self.available:
+                size = min(len(self._queue), self.config.batch_commands_max)
+                batch = [self._queue.popleft() for _ in range(size)]
+                with _gc_paused():
+                    self._commit_batch(batch)
+                if self._late_write is not None:
+                    await self._write_late()
+                if self.ledger.unsettled and self.settler is not None:
+                    self.settler.wake()
+                self.snapshots.maybe_start(self.clock_ms())
+                # Let callers that arrived during the write join the queue, and readers run.
+                await asyncio.sleep(0)
+
+    async def _write_late(self) -> None:
+        """A broken build (see `fault_hooks`): the batch was answered before this write."""
+        assert self.store is not None and self._late_write is not None
+        records, idempotency = self._late_write
+        self._late_write = None
+        await asyncio.sleep(self.faults.ack_before_commit_seconds)
+        self.store.append(records, idempotency)
+
+    def _commit_batch(self, batch: list[_Entry]) -> None:
+        """Execute a batch in memory and write it in one transaction, then answer its callers.
+        Any failure fails the whole batch and rebuilds memory from disk."""
+        assert self.store is not None
+        now_ms = self.clock_ms()
+        records: list[LogRecord] = []
+        idempotency: list[IdempotencyRecord] = []
+        faults = self.faults
+        try:
+            keys = [s.idempotency_key for _, _, s, _ in batch if s.idempotency_key is not None]
+            if faults.skip_idempotency:
+                keys = []
+            stored = self.store.find_idempotency(keys) if keys else {}
+            lsn = self.last_lsn
+            outcomes = []
+            for _, _, sub, text in batch:
+                outcome, lsn = self._run(sub, text, now_ms, lsn, stored, records, idempotency)
+                outcomes.append(outcome)
+            started = time.perf_counter()
+            if faults.skip_idempotency:
+                idempotency = []
+            if faults.ack_before_commit_seconds:
+                self._late_write = (records, idempotency)
+            else:
+                self.store.append(records, idempotency)
+            commit_seconds = time.perf_counter() - started
+        except Exception as error:
+            self._fail_batch(batch, error)
+            return
+        faults.after_commit()
+        if self.on_batch is not None:
+            self.on_batch(len(batch), commit_seconds)
+        self.last_lsn = lsn
+        self.counters.batches += 1
+        self.counters.commands += len(batch)
+        self.counters.records += len(records)
+        self.snapshots.records_since += len(records)
+        for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
+            call.settle(index, outcome)
+
+    def _run(
+        self,
+        sub: Submission,
+        text: str | None,
+        now_ms: int,
+        lsn: int,
+        stored: dict[str, IdempotencyRecord],
+        records: list[LogRecord],
+        idempotency: list[IdempotencyRecord],
+    ) -> tuple[Outcome, int]:
+        key = sub.idempotency_key
+        fingerprint = ""
+        if key is not None:
+            fingerprint = sub.fingerprint or fingerprint_of(sub.command)
+            prior = stored.get(key)
+            if prior is not None:
+                if prior.fingerprint != fingerprint:
+                    self.tally[type(sub.command), IdempotencyKeyReused.slug] += 1
+                    return Outcome(IdempotencyKeyReused(key)), lsn
+                self.tally[type(sub.command), "replayed"] += 1
+                return Outcome(decode_result(prior.result), True, prior.lsn), lsn
+        result: Result | DomainError
+        try:
+            result, events = self.ledger.execute(sub.command, now_ms)
+            self.tally[type(sub.command), "ok"] += 1
+        except DomainError as error:
+            result, events = error, []
+            self.tally[type(sub.command), error.slug] += 1
+        record_lsn = None
+        if events:
+            lsn = record_lsn = lsn + 1
+            command_text = encode_command(sub.command) if text is None else text
+            records.append(_new(LogRecord, (lsn, now_ms, command_text, encode_events(events))))
+            if type(result) is RestockResult:
+                # A restock record replays like thousands of others, and snapshots bound replay:
+                # they count it as the records it costs (a row replays in about a fifth of a
+                # record's time: bench/restock.py prints both).
+                self.snapshots.records_since += result.applied // RESTOCK_ROWS_PER_RECORD
+        if key is not None:
+            record = IdempotencyRecord(key, fingerprint, record_lsn, encode_result(result), now_ms)
+            idempotency.append(record)
+            stored[key] = record
+        return _new(Outcome, (result, False, record_lsn)), lsn
+
+    def _fail_batch(self, batch: list[_Entry], error: Exception) -> None:
+        log.error("shard %d: batch of %d failed: %r", self.shard_id, len(batch), error)
+        self.counters.storage_failures += 1
+        failure = Outcome(StorageFailure(self.shard_id, f"write failed: {error}"))
+        for call, index, _, _ in batch:
+            call.settle(index, failure)
+        self.snapshots.abort()
+        if not self._recover_now():
+            # Nobody waits on a shard that cannot open its file: answer the queue at once.
+            down = Outcome(ShardUnavailable(self.shard_id, "shard is recovering"))
+            while self._queue:
+                call, index, _, _ = self._queue.popleft()
+                call.settle(index, down)
+            self._tasks.append(asyncio.get_running_loop().create_task(self._recovery_loop()))
+
+    async def _recovery_loop(self) -> None:
+        while not self._recover_now():
+            await asyncio.sleep(self.config.recovery_retry_seconds)
+        self._wakeup.set()
+
+    async def run_command(self, command: Command) -> Outcome:
+        outcomes = await self.submit([Submission(command)])
+        return outcomes[0]
+
+    # -- timers ----------------------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.expiry_interval_seconds)
+            due_ms = self.ledger.next_expiry_ms() if self.available else None
+            if due_ms is not None and due_ms <= self.clock_ms():
+                outcome = await self.run_command(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
+                if isinstance(outcome.value, ExpiryResult):
+                    self.counters.expired_holds += outcome.value.expired
+                if not outcome.ok:
+                    log.warning("shard %d: expiry failed: %r", self.shard_id, outcome.value)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval_seconds)
+            if self.available:
+                try:
+                    await self.housekeep()
+                except Exception:
+                    log.exception("shard %d: housekeeping failed", self.shard_id)
+
+    async def housekeep(self) -> None:
+        """Forget idempotency records and finished holds older than their retention."""
+        assert self.store is not None
+        now_ms = self.clock_ms()
+        idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
+        self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
+        self._prune_log(now_ms)
+        retention_cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
+        while (
+            await self._prune(retention_cutoff_ms, PRUNE_PER_COMMAND_MAX) == PRUNE_PER_COMMAND_MAX
+        ):
+            pass
+        # Then the oldest beyond the count cap, exactly: the ledger prunes in finish order.
+        finished = self.ledger.finished
+        while len(finished) > self.config.finished_holds_max:
+            excess = min(len(finished) - self.config.finished_holds_max, PRUNE_PER_COMMAND_MAX)
+            if await self._prune(finished[excess - 1][0] + 1, excess) == 0:
+                break
+
+    def _prune_log(self, now_ms: int) -> None:
+        """Forget log records older than the event retention, but never one that recovery
+        still needs (after the newest snapshot's start)."""
+        assert self.store is not None
+        snapshot = self.store.latest_snapshot()
+        if snapshot is None:
+            return
+        before_ms = now_ms - int(self.config.event_retention_seconds * 1000)
+        self.store.prune_log(snapshot.start_lsn, before_ms, LOG_PRUNE_PER_PASS)
+
+    async def _prune(self, finished_before_ms: int, limit: int) -> int:
+        outcome = await self.run_command(PruneHolds(finished_before_ms, limit))
+        return outcome.value.pruned if isinstance(outcome.value, PruneResult) else 0
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def require_available(self) -> None:
+        if not self.available:
+            raise ShardUnavailable(self.shard_id, "shard is recovering")
+
+    def read_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
+        self.require_available()
+        return [self.ledger.sku_view(sku) for sku in skus]
+
+    def read_hold(self, hold_id: str) -> HoldView | None:
+        self.require_available()
+        return self.ledger.hold_view(hold_id, self.clock_ms())
+
+    def read_alerts(self) -> list[Alert]:
+        """The SKU-locations that are low now: (sku, location, available, low_stock_below)."""
+        self.require_available()
+        return self.ledger.alerts()
+
+    def read_threshold(self, sku: str, location: str) -> ThresholdView:
+        self.require_available()
+        return self.ledger.threshold_view(sku, location)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+
+__all__ = ["ServiceError", "ShardCore"]
