@@ -1,6 +1,5 @@
-"""Exports of 1,000,000 SKU-locations (100,000 SKUs x 10 locations, 4 shards), loaded by a
-restock: `inventory export` (the stock) and `inventory export-ledger` (the log as rows), each
-timed from the command's start to its complete file, on a private Ray instance.
+"""Exports of 1,000,000 SKU-locations (100,000 SKUs x 10 locations, 4 shards, restocked):
+`inventory export` and `inventory export-ledger`, each timed to its complete file.
 
     python -m bench.exports [--skus N]
 """

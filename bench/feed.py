@@ -1,6 +1,5 @@
-"""Change feed read throughput: events/s read from the start to the end of a log of about
-1,100,000 events (a 1,000,000-row restock and 100,000 single adjustments, 4 shards), through
-the Python reader and over HTTP (`GET /v1/events`, pages of 10,000), on a private Ray and Serve.
+"""Change feed read throughput: events/s from the start to the end of a log of about 1,100,000
+events (4 shards), through the Python reader and over HTTP (`GET /v1/events`).
 
     python -m bench.feed [--restock-rows N] [--adjustments N]
 """
@@ -15,8 +14,8 @@ import httpx
 import ray
 
 from bench.common import print_json, print_table, source_state
-from bench.http_throughput import serve_stack
 from bench.restock import write_file
+from bench.stack import serve_stack
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import AdjustStock
 from inventory_actors.feed.reader import FeedReader

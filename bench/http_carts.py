@@ -1,10 +1,5 @@
-"""Carts per second over HTTP: five-line carts whose lines fall on five different shards,
-reserved (`POST /v1/reservations`) then committed (`POST /v1/reservations/{id}/commit`).
-
-Each wrk connection alternates: a new cart, then the commit of the cart it just placed. A cart
-counts once its commit answered 200. Latency figures are per request (a reserve or a commit),
-as wrk measures them; a cart takes one of each. Every SKU is stocked first through
-`POST /v1/batch`; rate limits are disabled.
+"""Carts per second over HTTP: five-line carts, one line per shard, reserved then committed;
+each wrk connection alternates a new cart and the commit of its last (docs/http-benchmark.md).
 
     python -m bench.http_carts [--quick] [--shards 5] [--connections 64]
 """
@@ -18,16 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import print_json, print_table, sku_name, source_state
-from bench.http_throughput import (
-    LUA_COMMON,
-    LUA_HEADERS,
-    TTL_SECONDS,
-    our_processes,
-    run_wrk,
-    serve_stack,
-    stock,
-    wrk_binary,
-)
+from bench.stack import serve_stack, stock
+from bench.wrk import LUA_COMMON, LUA_HEADERS, TTL_SECONDS, our_processes, run_wrk, wrk_binary
 from inventory_actors.shard.partitioning import PartitionMap
 
 GOAL_CARTS_PER_SECOND = 1_000
@@ -74,7 +61,7 @@ def skus_by_shard(partition: PartitionMap, skus: int, shards: int) -> list[list[
     groups: list[list[str]] = [[] for _ in range(partition.shard_count)]
     for index in range(skus):
         name = sku_name(index)
-        groups[partition.shard_of_sku(name)].append(name)
+        groups[partition.owner(sku=name)].append(name)
     return groups[:shards]
 
 

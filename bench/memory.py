@@ -1,10 +1,5 @@
-"""Resident bytes per SKU-location of a shard's ledger, each layout in a fresh subprocess.
-
-Three ways to fill a ledger: `execute` runs one AdjustStock per SKU-location (as a live shard
-does), `recovered` loads columnar JSON snapshot chunks (as recovery of a snapshot written now
-does), `recovered-rows` loads the row chunks older snapshots hold. Then,
-unless --no-actor, the RSS of a real shard actor (Ray) that recovered each layout from a
-snapshot, less the RSS of one that recovered nothing.
+"""Resident bytes per SKU-location of a shard's ledger, each layout in a fresh subprocess, and
+(unless --no-actor) of a real shard actor that recovered it; see docs/performance.md.
 
     python -m bench.memory [--quick] [--layouts 100000x10 1000000x1] [--no-actor]
 """
@@ -32,9 +27,9 @@ from bench.common import (
     start_ray,
 )
 from inventory_actors.domain import Ledger
+from inventory_actors.domain.snapshot_io import SKU_COLUMNS
 from inventory_actors.shard.codec import decode_rows, encode_rows
 from inventory_actors.shard.recovery import chunk_loaders
-from inventory_actors.shard.snapshots import SKU_COLUMNS
 
 GOAL_BYTES = 500
 CHUNK_SKUS = 5_000  # row chunks: SKUs per chunk

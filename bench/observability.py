@@ -1,9 +1,5 @@
-"""What metrics and request ids cost per request and per batch, measured in process.
-
-- the API middleware (`Observability`) around a trivial ASGI app, against the bare app, with
-  Ray's histogram recording each request's latency as in a replica;
-- one Ray metric call of each kind (what the shard pays per batch: two histogram observations;
-  its counters and gauges are set once a second, not per command).
+"""What metrics and request ids cost per request and per batch, measured in process: the API
+middleware against the bare app, and one Ray metric call of each kind (docs/performance.md).
 
     python -m bench.observability [--requests 200000]
 """

@@ -60,8 +60,8 @@ REPLICA_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 REPLICA_STEPS: tuple[tuple[str, str, str], ...] = (
-    ("reserve route (whole handler)", "reserve", "serve_app/app.py"),
-    ("writer dependency (auth)", "writer", "serve_app/app.py"),
+    ("reserve route (whole handler)", "reserve", "serve_app/routes/reservations.py"),
+    ("writer dependency (auth)", "writer", "serve_app/routing.py"),
     ("Service.authenticate", "authenticate", "serve_app/service.py"),
     ("Service.run", "run", "serve_app/service.py"),
     ("Coalescer.submit", "submit", "serve_app/coalescer.py"),
@@ -69,7 +69,7 @@ REPLICA_STEPS: tuple[tuple[str, str, str], ...] = (
     ("InventoryClient.call_shard", "call_shard", "inventory_actors/cluster/client.py"),
     ("wire.encode_submissions", "encode_submissions", "inventory_actors/cluster/wire.py"),
     ("wire.decode_outcomes", "decode_outcomes", "inventory_actors/cluster/wire.py"),
-    ("app.answer (render)", "answer", "serve_app/app.py"),
+    ("commands.answer (render)", "answer", "serve_app/routes/commands.py"),
     ("fastapi solve_dependencies", "solve_dependencies", "fastapi/dependencies/utils.py"),
     ("fastapi request_response", "app", "fastapi/routing.py"),
     ("BodyLimit middleware", "__call__", "serve_app/middleware/body_limits.py"),

@@ -1,11 +1,5 @@
-"""Recovery time of one shard: a snapshot of many SKU-locations plus a log tail after it.
-
-The state is built without Ray, through an in-process ShardCore on a SqliteShardStore (real
-group commit); its own Snapshotter writes the snapshot; then a tail of reservations and
-adjustments is logged in batches of 1,000. `recover_ledger` is timed on a freshly opened store,
-each run in a fresh process (as a restarted shard actor is), with and without the invariant
-check, with a warm and a cold page cache, and with the cyclic GC off in the caller too
-(recover_ledger turns it off while it runs, so that row shows what is left of its share).
+"""Recovery time of one shard: a snapshot of many SKU-locations plus a log tail, built without
+Ray; `recover_ledger` timed in a fresh process per run (variants in docs/performance.md).
 
     python -m bench.recovery [--quick] [--layouts 100000x10 1000000x1] [--tail 100000]
 """
@@ -36,12 +30,11 @@ from bench.common import (
     source_state,
 )
 from inventory_actors.domain import Command, Ledger
-from inventory_actors.shard.codec import decode_rows
+from inventory_actors.shard.codec import REPLAY_DECODERS, decode_rows
 from inventory_actors.shard.config import ShardConfig
 from inventory_actors.shard.core import ShardCore
 from inventory_actors.shard.protocol import Submission
 from inventory_actors.shard.recovery import (
-    REPLAY_DECODERS,
     REPLAY_PAGE_RECORDS,
     chunk_loaders,
     recover_ledger,

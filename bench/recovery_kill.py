@@ -1,8 +1,5 @@
-"""Recovery of a real shard actor after SIGKILL: a file with many SKU-locations, a snapshot and
-a log tail after it (built as `bench.recovery` builds it), opened by a ShardActor on a private
-Ray instance; its process is killed with SIGKILL and the time until the restarted actor answers
-`status` as available (new process, state recovered) is measured. The recovered LSN must equal
-the one before the kill.
+"""Recovery of a real shard actor after SIGKILL: seconds until the restarted actor (a new
+process, its state recovered from a snapshot and a tail) answers as available, at the same LSN.
 
     python -m bench.recovery_kill [--levels 1000000] [--tail 100000] [--kills 2]
 """

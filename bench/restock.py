@@ -1,8 +1,5 @@
-"""A 1,000,000-row Parquet restock over 10,000 SKUs x 10 locations, end to end on a private
-Ray instance: the job as a Ray task against the shard actors, as `inventory restock` runs it.
-
-Prints rows/s, the job's time from its file to its last durable part, and the peak memory of
-the process that reads and splits the file (run again in this process to measure it).
+"""A 1,000,000-row Parquet restock over 10,000 SKUs x 10 locations, end to end on a private Ray
+instance as `inventory restock` runs it: rows/s, the job's time, the reader's peak memory.
 
     python -m bench.restock [--rows N] [--shards N]
 """

@@ -1,11 +1,7 @@
-"""Reading, validating and splitting a restock file by shard: rows per second and peak RSS.
+"""Reading, validating and splitting a restock file by shard: rows per second and peak RSS,
+each run in a fresh process, so the peak is the restock's own and not the file writer's.
 
-Writes a file of --rows rows cycling through SKUs x locations (int64 quantities) in a temporary
-directory, then times read_chunks + validate_chunk + split_by_shard over it, each in a fresh
-process, so the peak RSS is the restock's own and not the writer's.
-
-    python -m bench.restock_read [--rows 1000000] [--skus 10000] [--locations 10]
-        [--format parquet csv]
+    python -m bench.restock_read [--rows N] [--skus N] [--locations N] [--format parquet csv]
 """
 
 import argparse

@@ -1,9 +1,5 @@
-"""Durable ReserveStock commands per second through the real shard actors on local Ray.
-
-Scenarios, each on 1 and 2 shards: (a) one command per call, a window of calls in flight;
-(b) 1,000 commands per call (each call for one shard), a few calls in flight per shard.
-Reference (c): the same batches straight into an in-process ShardCore, no Ray, to split the
-cost of the engine from the cost of Ray. Every outcome is checked.
+"""Durable ReserveStock commands per second through the real shard actors on local Ray, one or
+1,000 per call, and the same batches into a ShardCore without Ray (docs/performance.md).
 
     python -m bench.shard_throughput [--quick] [--profile a|b] [--shards 1 2]
 """
@@ -16,6 +12,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +203,17 @@ def profile(
     return report
 
 
-def main() -> None:
+@dataclass
+class Measured:
+    """The table's rows, each scenario's figures and failures, and the profile if one was taken."""
+
+    rows: list[list[object]] = field(default_factory=list)
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+    failures: dict[str, Failures] = field(default_factory=dict)
+    profile: dict[str, object] | None = None
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=10_000)
     parser.add_argument("--single", type=int, default=20_000, help="commands in scenario (a)")
@@ -223,72 +230,86 @@ def main() -> None:
     if args.quick:
         args.skus, args.single, args.batched, args.shards = 2_000, 1_000, 20_000, [1]
         args.profile = None
+    return args
 
+
+def main() -> None:
+    args = parse_args()
+    measured = Measured()
     namespace = f"bench-throughput-{uuid.uuid4().hex[:8]}"
     start_ray(namespace)
-    rows: list[list[object]] = []
-    results: dict[str, dict[str, float]] = {}
-    failures: dict[str, Failures] = {}
-    profile_report: dict[str, object] | None = None
     try:
         for shards in args.shards:
-            with tempfile.TemporaryDirectory(prefix="bench-throughput-") as data_dir:
-                client = InventoryClient.connect(
-                    data_dir, shard_count=shards, namespace=f"{namespace}-{shards}"
-                )
-                try:
-                    stock(client, args.skus)
-                    warm_up = calls_of(reservations(client, args.skus, 2_000, 1), args.batch)
-                    run(client, warm_up, 2 * shards, Failures())
-                    cases = (
-                        ("a", 1, args.window, args.single),
-                        ("b", args.batch, args.in_flight * shards, args.batched),
-                    )
-                    if shards == 1:
-                        ping = results["ping"] = ping_run(client, args.single, args.window)
-                        rows.append(["ping (no-op)", 1, 1, args.window, *ping.values(), *["-"] * 4])
-                    for scenario, size, window, count in cases:
-                        calls = calls_of(reservations(client, args.skus, count, 10), size)
-                        key = f"{scenario}_{shards}_shards"
-                        failures[key] = Failures()
-                        results[key] = run(client, calls, window, failures[key])
-                        rows.append([scenario, shards, size, window, *results[key].values()])
-                    if args.profile and shards == 1:
-                        _, size, window, _ = cases[0 if args.profile == "a" else 1]
-                        rate = results[f"{args.profile}_1_shards"]["per_second"]
-                        count = int(rate * (args.profile_seconds + 2))
-                        calls = calls_of(reservations(client, args.skus, count, 3), size)
-                        profile_report = profile(
-                            client, args.profile, calls, window, args.profile_seconds
-                        )
-                finally:
-                    client.shutdown()
+            measure_shards(args, f"{namespace}-{shards}", shards, measured)
     finally:
         ray.shutdown()
     if not args.no_core:
         calls = calls_of(reservations(None, args.skus, args.batched, 10), args.batch)
-        failures["c_core"] = Failures()
-        results["c_core"] = asyncio.run(
-            core_run(args.skus, calls, args.in_flight, failures["c_core"])
+        failures = measured.failures["c_core"] = Failures()
+        results = measured.results["c_core"] = asyncio.run(
+            core_run(args.skus, calls, args.in_flight, failures)
         )
-        rows.append(["c (no Ray)", 1, args.batch, args.in_flight, *results["c_core"].values()])
+        measured.rows.append(["c (no Ray)", 1, args.batch, args.in_flight, *results.values()])
+    report(measured)
 
+
+def measure_shards(
+    args: argparse.Namespace, namespace: str, shards: int, measured: Measured
+) -> None:
+    """Scenarios (a) and (b) on `shards` shards; on one shard also the ping floor and, if asked
+    for, the profile."""
+    results = measured.results
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as data_dir:
+        client = InventoryClient.connect(data_dir, shard_count=shards, namespace=namespace)
+        try:
+            stock(client, args.skus)
+            warm_up = calls_of(reservations(client, args.skus, 2_000, 1), args.batch)
+            run(client, warm_up, 2 * shards, Failures())
+            cases = (
+                ("a", 1, args.window, args.single),
+                ("b", args.batch, args.in_flight * shards, args.batched),
+            )
+            if shards == 1:
+                ping = results["ping"] = ping_run(client, args.single, args.window)
+                measured.rows.append(
+                    ["ping (no-op)", 1, 1, args.window, *ping.values(), *["-"] * 4]
+                )
+            for scenario, size, window, count in cases:
+                calls = calls_of(reservations(client, args.skus, count, 10), size)
+                key = f"{scenario}_{shards}_shards"
+                measured.failures[key] = Failures()
+                results[key] = run(client, calls, window, measured.failures[key])
+                measured.rows.append([scenario, shards, size, window, *results[key].values()])
+            if args.profile and shards == 1:
+                _, size, window, _ = cases[0 if args.profile == "a" else 1]
+                rate = results[f"{args.profile}_1_shards"]["per_second"]
+                count = int(rate * (args.profile_seconds + 2))
+                calls = calls_of(reservations(client, args.skus, count, 3), size)
+                measured.profile = profile(
+                    client, args.profile, calls, window, args.profile_seconds
+                )
+        finally:
+            client.shutdown()
+
+
+def report(measured: Measured) -> None:
     print("\nDurable ReserveStock commands (a: 1 per call, b: batched, c: ShardCore without Ray)")
     headers = ["scenario", "shards", "per call", "in flight", "commands", "seconds"]
     headers += ["commands/s", "failures", "group commits", "mean commit", "snapshots"]
-    print_table(headers, rows)
-    for key, seen in failures.items():
+    print_table(headers, measured.rows)
+    for key, seen in measured.failures.items():
         if seen.count:
             print(f"FAILURES in {key}: {dict(seen.kinds)}; first: {seen.examples}")
+    results = measured.results
     best = max((v["per_second"] for k, v in results.items() if k.startswith("b_")), default=0.0)
     met = best >= GOAL_PER_SECOND
     print(f"\nGoal: >= {GOAL_PER_SECOND:,} durable reservations/s with batches of 1,000.")
     print(f"Best batched through Ray: {best:,.0f}/s -> goal {'MET' if met else 'NOT met'}")
     figures: dict[str, object] = {"source": source_state(), "results": results}
     figures |= {"goal_per_second": GOAL_PER_SECOND, "goal_met": met, "cpus": os.cpu_count()}
-    figures["failures"] = {k: dict(v.kinds) for k, v in failures.items() if v.count}
-    if profile_report is not None:
-        figures["profile"] = profile_report
+    figures["failures"] = {k: dict(v.kinds) for k, v in measured.failures.items() if v.count}
+    if measured.profile is not None:
+        figures["profile"] = measured.profile
     print_json("shard_throughput", figures)
 
 

@@ -1,15 +1,8 @@
-"""An open-loop load with a spike: requests leave on a schedule (not when the previous answer
-came back), so a server that slows down meets the same arrivals, as it would from real clients.
-
-Three phases: a steady rate, ten times that rate, the steady rate again. Every request is
-recorded with its phase, status and latency; the caller checks afterwards that every accepted
-change is in the service (nothing acknowledged lost).
-
-The generator shares the machine with the server, so it is lean: a small HTTP/1.1 client on
-asyncio protocols with a pool of keep-alive connections (one request per connection at a time,
-a new connection when none is idle), about a tenth of aiohttp's CPU per request. Whether it
-kept to its schedule is reported (`generator_late_p99_ms`): a late generator means the load
-was lower than asked for, not that the server was slow."""
+"""An open-loop load with a spike (a steady rate, ten times that, the steady rate again):
+requests leave on a schedule, not when the previous answer came back. The client is lean, as it
+shares the machine with the server, and reports whether it kept to its schedule
+(`generator_late_p99_ms`); docs/performance.md (S7) says more.
+"""
 
 import asyncio
 import json

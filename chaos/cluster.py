@@ -17,8 +17,8 @@ import ray
 from ray import serve
 from ray.cluster_utils import Cluster
 
-from bench.http_throughput import private_serve_files, wait_ready
-from bench.ports import free_port
+from harness.ports import free_port
+from harness.serve import private_serve_files, wait_ready
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.shard.config import ShardConfig
 from inventory_actors.shard.errors import ShardUnavailable
@@ -109,7 +109,7 @@ class ChaosCluster:
         )
         deploy(settings, num_replicas=replicas)
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, first[1])
+        wait_ready(url)
         return cls(cluster, [haproxy, ray_temp, work], data_dir, namespace, url, first[1], client)
 
     @property

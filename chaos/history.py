@@ -1,10 +1,6 @@
-"""The history of a chaos run: every operation a client sent, with what came back.
-
-An operation's outcome is `ok` (2xx), `fail` (an answer that says nothing changed: 4xx) or
-`unknown` (no answer, a timeout, a dropped connection, or a 5xx: the change may or may not have
-been made). Unknown mutations are resolved after the run by sending them again with their
-idempotency key: the service answers what the first attempt did, or does it now.
-"""
+"""The history of a chaos run: every operation a client sent, with what came back. An outcome is
+`ok` (2xx), `fail` (4xx: nothing changed) or `unknown` (no answer, or a 5xx: the change may or
+may not have been made; resolved after the run by sending it again with its key)."""
 
 import json
 from collections.abc import Iterable, Iterator

@@ -1,13 +1,7 @@
 """A chaos run: clients over HTTP against a private multi-node cluster while faults are
-injected, then the checker over the history and the final state. Writes a report (JSON and
-Markdown) and the history (JSON lines, gzipped); exits 1 on any violation, and then also writes
-what the checker read (`final-state.json.gz`).
+injected, then the checker; writes a report and the history, exits 1 on any violation.
 
-    python -m chaos.run --seconds 1800 --seed 7     # `make chaos`
-    python -m chaos.run --seconds 120               # the short run `make test` makes
-
-A failing run is replayed with the same `--seed` (faults and client choices are drawn from it;
-timing on a loaded machine still varies).
+    python -m chaos.run --seconds 1800 --seed 7     # `make chaos`; see docs/chaos.md
 """
 
 import argparse
@@ -23,11 +17,12 @@ from typing import Any
 
 import aiohttp
 
-from chaos.checker import FinalState, Verdict, Violation, check
+from chaos.checker import check
 from chaos.cluster import ChaosCluster, environment_for_chaos
 from chaos.faults import KINDS, Injector
 from chaos.history import History, Outcome
 from chaos.report import write_report
+from chaos.verdict import FinalState, Verdict, Violation
 from chaos.workload import LOCATIONS, Client, Shared, resolve_unknowns, send
 from inventory_actors.shard.fault_hooks import Fault
 from inventory_actors.shard.partitioning import shard_path

@@ -1,10 +1,7 @@
-"""Restock jobs' records in one SQLite file of the data directory: what each job is, how far
-it got and how it ended.
-
-These records report progress; they are not what makes a job exactly once (each chunk's
-idempotency key in its shard's log does that). A finished job's record also keeps a
-re-submission of the same file from running again after those keys have expired.
-"""
+"""Restock jobs' records in one SQLite file of the data directory: what each job is, how far it
+got and how it ended. They report progress; each chunk's idempotency key makes a job exactly
+once, and a finished job's record keeps its file from running again once those keys have
+expired (docs/restock.md, Exactly once)."""
 
 import json
 import sqlite3

@@ -1,12 +1,8 @@
 """Coalescing: concurrent requests for the same shard inside one replica travel in one actor
-call. A call per request costs a Ray round trip each (about 1,000 calls/s waiting, 3,000/s
-pipelined); one call carrying many commands costs little more than one carrying a single one.
-
-Per shard, at most `calls_in_flight_max` calls are outstanding. A command that arrives while
-they are all busy waits in the shard's pending list and leaves with the next call, together with
-everything else that arrived meanwhile: the busier the shard, the bigger the calls. Under light
-load a command leaves at once, so coalescing adds no latency when there is nothing to coalesce.
-"""
+call. Per shard at most `calls_in_flight_max` calls are outstanding; a command arriving while
+all are busy leaves with the next call, with everything else that arrived meanwhile, and under
+light load a command leaves at once. Why, with what an actor call costs: docs/http.md,
+"Coalescing"."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence

@@ -1,11 +1,7 @@
-"""Request bodies are JSON as RFC 8259 defines it, in UTF-8 as the contract says.
-
-Starlette parses a body with `json.loads(bytes)`, which is more lenient than that: it guesses
-UTF-16 and UTF-32, drops a UTF-8 byte order mark, and reads the non-JSON literals `NaN`,
-`Infinity` and `-Infinity`. A body with a byte order mark, or in UTF-16, was then applied as if
-it were valid. Every route here parses with `loads_strict` instead, so such a body is a 400
-`validation-error` ("the body is not valid JSON") like any other malformed one.
-"""
+"""Request bodies are JSON as RFC 8259 defines it, in UTF-8 as the contract says: every route
+parses with `loads_strict`, so a body with a byte order mark, in UTF-16 or UTF-32, or with
+`NaN` or `Infinity` is a 400 `validation-error` like any other malformed one. Why Starlette's
+own parsing is not enough: docs/http.md, "Strict JSON bodies"."""
 
 import json
 from collections.abc import Callable, Coroutine

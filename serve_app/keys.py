@@ -1,20 +1,8 @@
 """API keys: who may call the HTTP API, and with which role.
 
-A key is `inv_<key id>_<secret>`. The id is public (12 hex digits) and names the key in logs,
-in `inventory keys list` and in rate limiting; the secret is 256 random bits, shown once at
-creation and never stored. The store is one JSON file in the data directory
-(`api-keys.json`, mode 0600), replaced atomically on every change, so the CLI in another
-process can create and revoke keys while servers run: `authenticate` notices a changed file
-with one `stat` at most once a second.
-
-Hashing. Each key stores a random 16-byte salt and HMAC-SHA256(salt, secret). A slow KDF
-(scrypt, PBKDF2) defends low-entropy passwords against a stolen file; our generated secrets have
-256 bits, so guessing one from its hash is infeasible with any hash, and a slow KDF would only
-add milliseconds to every request and let anyone burn server CPU with wrong keys. Verifying
-costs one HMAC (about a microsecond). An operator-supplied admin key (`INVENTORY_ADMIN_KEY`,
-see `bootstrap_admin`) gets the same treatment, so it must be random too (at least 20
-characters are required; generate it, do not choose it).
-"""
+A key is `inv_<key id>_<secret>`; the store (`api-keys.json` in the data directory) keeps only
+a salted HMAC of each secret and is replaced atomically, so the CLI can create and revoke keys
+while servers run. Format, storage and why an HMAC: docs/http.md, "API keys"."""
 
 import contextlib
 import fcntl
@@ -119,6 +107,8 @@ class KeyRecord:
 
 
 def _hash_secret(salt: bytes, secret: str) -> bytes:
+    # One HMAC, not a slow KDF: the secrets are 256 random bits, so a slow hash would protect
+    # nothing and cost every request (docs/http.md, "API keys").
     return hmac.new(salt, secret.encode("ascii"), hashlib.sha256).digest()
 
 

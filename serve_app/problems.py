@@ -18,6 +18,7 @@ from inventory_actors.domain import (
 )
 from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
+    NotOwner,
     Overloaded,
     ServiceError,
     ShardUnavailable,
@@ -40,6 +41,8 @@ TITLES: dict[str, str] = {
     "rate-limited": "Too many requests for this API key",
     "overloaded": "The service is overloaded",
     "shard-unavailable": "The shard that owns this data is unavailable",
+    # Beyond the contract's list: a command sent to a shard that does not own its data.
+    "shard-misrouted": "The request reached a shard that does not own its data",
     # Beyond the contract's list: the change feed's retention (docs/feed.md).
     "cursor-expired": "The events asked for are older than the feed keeps",
     # Beyond it too: a body that stopped arriving (Settings.body_read_timeout_seconds).
@@ -133,6 +136,11 @@ def problem_of(error: DomainError | ServiceError) -> Problem:
             return Problem("idempotency-key-reused", 422, detail)
         case Overloaded():
             return Problem("overloaded", 503, error.detail, retry_after_seconds=1.0)
+        case NotOwner():
+            # The service's own routing is wrong, not the request, and the same request is
+            # routed the same way again (the map is fixed per data directory): a 500, without
+            # Retry-After. Nothing was applied.
+            return Problem("shard-misrouted", 500, error.detail, shard=error.shard_id)
         case ShardUnavailable() | StorageFailure():
             return Problem(
                 "shard-unavailable",

@@ -1,11 +1,12 @@
-"""What every route shares: authentication by role, the answers' documented problems and
-JSON rendering, and the replica's Service."""
+"""What every route shares: the `anytext` path convertor (SKU ids), authentication by role,
+the answers' documented problems and JSON rendering, and the replica's Service."""
 
 import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from inventory_actors.domain import limits
@@ -15,6 +16,25 @@ from serve_app.problems import PROBLEM_MEDIA_TYPE
 from serve_app.service import Caller, Service, current_service
 
 JSON = "application/json"
+
+
+class _AnyText(Convertor[str]):
+    """Like Starlette's `path` (a SKU id may contain "/"), but matching every character: `path`
+    is `.*`, which stops at a newline, so such an id found no route (404) instead of reaching
+    the id check (422)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# Registered when this module is imported, so before any route module builds a path with it.
+register_url_convertor("anytext", _AnyText())
+
 SkuPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="SKU id")]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")

@@ -18,7 +18,6 @@ from inventory_actors.domain.limits import TTL_MS_MAX
 from inventory_actors.feed.webhook_dispatcher import dispatcher
 from inventory_actors.restock.runtime import jobs_actor
 from inventory_actors.shard.errors import IdempotencyKeyReused
-from inventory_actors.shard.partitioning import slot_of
 from inventory_actors.shard.protocol import Outcome, Submission
 from serve_app.coalescer import Coalescer
 from serve_app.keys import KeyRecord, KeyStore, Role
@@ -254,7 +253,7 @@ class Service:
                 validate_command(command)
             except InvalidCommand as error:
                 return Outcome(error)
-        home = self.client.partition.shard_of_hold(command.hold_id)
+        home = self.client.partition.owner(hold=command.hold_id)
         [refusal] = await self._claim_keys([(home, Submission(command, key, fingerprint))])
         if refusal is not None:
             return refusal
@@ -284,7 +283,7 @@ class Service:
             if key is None or sub.fingerprint is None:
                 continue
             claim = Submission(ClaimKey(shard_id), step_key(key, "claim"), sub.fingerprint)
-            claims.append((index, (partition.shard_of_slot(slot_of(key)), claim)))
+            claims.append((index, (partition.owner(key=key), claim)))
         answers = await self._send([claim for _, claim in claims])
         for (index, _), outcome in zip(claims, answers, strict=True):
             if isinstance(outcome.value, IdempotencyKeyReused):

@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 import ray
 
-from bench.ports import free_port
+from harness.ports import free_port
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.shard.config import ShardConfig
 from inventory_cli.main import FAST_INGRESS_ENV

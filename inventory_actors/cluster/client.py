@@ -122,7 +122,11 @@ class InventoryClient:
                 get_if_exists=True,
                 **(actor_options or {}),
             ).remote(
-                shard_id, str(shard_path(data_dir, shard_id)), config or ShardConfig(), namespace
+                shard_id,
+                str(shard_path(data_dir, shard_id)),
+                config or ShardConfig(),
+                namespace,
+                partition,
             )
             for shard_id in range(partition.shard_count)
         ]
@@ -135,17 +139,19 @@ class InventoryClient:
     # -- routing ---------------------------------------------------------------------------
 
     def shard_of(self, command: Command) -> int:
+        """The shard a client command goes to: the owner (`PartitionMap.owner`) of its SKU,
+        or of its hold id for a hold. The shard checks the same (`shard.ownership`)."""
         match command:
             case AdjustStock() | SetStock() | TransferStock() | SetThreshold():
-                return self.partition.shard_of_sku(command.sku)
+                return self.partition.owner(sku=command.sku)
             case ReserveStock():
                 if spans_shards(self.partition, command):
                     raise InvalidCommand(
                         "lines on several shards: place it with `reserve` (the coordinator)"
                     )
-                return self.partition.shard_of_hold(command.hold_id)
+                return self.partition.owner(hold=command.hold_id)
             case CommitHold(hold_id) | ReleaseHold(hold_id) | ExtendHold(hold_id, _):
-                return self.partition.shard_of_hold(hold_id)
+                return self.partition.owner(hold=hold_id)
         raise InvalidCommand(f"{type(command).__name__} cannot be routed")
 
     def submit(self, submissions: Sequence[Submission], validate: bool = True) -> Pending:
@@ -276,7 +282,7 @@ class InventoryClient:
     def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         groups: dict[int, list[int]] = {}
         for index, sku in enumerate(skus):
-            groups.setdefault(self.partition.shard_of_sku(sku), []).append(index)
+            groups.setdefault(self.partition.owner(sku=sku), []).append(index)
         refs = {
             shard_id: self.shards[shard_id].get_skus.remote([skus[i] for i in indices])
             for shard_id, indices in groups.items()
@@ -292,14 +298,14 @@ class InventoryClient:
         return self.get_skus([sku])[0]
 
     def get_hold(self, hold_id: str) -> HoldView | None:
-        shard_id = self.partition.shard_of_hold(hold_id)
+        shard_id = self.partition.owner(hold=hold_id)
         view: HoldView | None = self._read(shard_id, self.shards[shard_id].get_hold.remote(hold_id))
         return view
 
     async def get_skus_async(self, skus: Sequence[str]) -> list[SkuView | None]:
         groups: dict[int, list[int]] = {}
         for index, sku in enumerate(skus):
-            groups.setdefault(self.partition.shard_of_sku(sku), []).append(index)
+            groups.setdefault(self.partition.owner(sku=sku), []).append(index)
         answers = await asyncio.gather(
             *(
                 await_read(
@@ -317,19 +323,19 @@ class InventoryClient:
         return views
 
     async def get_hold_async(self, hold_id: str) -> HoldView | None:
-        shard_id = self.partition.shard_of_hold(hold_id)
+        shard_id = self.partition.owner(hold=hold_id)
         ref = self.shards[shard_id].get_hold.remote(hold_id)
         view: HoldView | None = await await_read(shard_id, ref, self.call_timeout_seconds)
         return view
 
     def get_threshold(self, sku: str, location: str) -> ThresholdView:
-        shard_id = self.partition.shard_of_sku(sku)
+        shard_id = self.partition.owner(sku=sku)
         ref = self.shards[shard_id].get_threshold.remote(sku, location)
         view: ThresholdView = self._read(shard_id, ref)
         return view
 
     async def get_threshold_async(self, sku: str, location: str) -> ThresholdView:
-        shard_id = self.partition.shard_of_sku(sku)
+        shard_id = self.partition.owner(sku=sku)
         ref = self.shards[shard_id].get_threshold.remote(sku, location)
         view: ThresholdView = await await_read(shard_id, ref, self.call_timeout_seconds)
         return view

@@ -1,18 +1,8 @@
-"""Placing a reservation whose lines live on several shards (docs/reservations.md).
-
-The caller (a Serve replica, or the Python client) drives three steps; any of them may be the
-last one it takes, because it may die at any point:
-
-1. Open at the home shard: the reservation is recorded as pending, with a lease (10 s), and the
-   home's own lines are held in the same step.
-2. Prepare at every other shard, in parallel: each holds its lines as a coordinated part.
-3. Activate at the home if every part is held (the reservation is active for its TTL from
-   now), else abort (released).
-
-A caller that dies leaves a pending reservation: its home releases it when the lease ends and
-tells every shard, so orphaned parts live at most one lease. With an idempotency key every step
-has its own key derived from it, so a retry replays the steps that happened and runs the rest.
-"""
+"""Placing a reservation whose lines live on several shards: open it at the home shard (pending,
+with a lease, the home's own lines held), prepare a part at every other shard in parallel, then
+activate or abort at the home. The caller may die after any step: the home releases a pending
+reservation when its lease ends, and with an idempotency key each step has its own key derived
+from it, so a retry runs only what did not happen (docs/reservations.md, Placing)."""
 
 import asyncio
 import hashlib
@@ -46,7 +36,7 @@ def parts_of(
     """The lines of each shard, in the order the shards first appear."""
     parts: dict[int, list[LineRequest]] = {}
     for line in lines:
-        parts.setdefault(partition.shard_of_sku(line.sku), []).append(line)
+        parts.setdefault(partition.owner(sku=line.sku), []).append(line)
     return {shard: tuple(shard_lines) for shard, shard_lines in parts.items()}
 
 
@@ -62,8 +52,8 @@ def step_key(key: str | None, step: str) -> str | None:
 
 def spans_shards(partition: PartitionMap, command: ReserveStock) -> bool:
     """Whether placing `command` needs the protocol: some line lives off its home shard."""
-    home = partition.shard_of_hold(command.hold_id)
-    return any(partition.shard_of_sku(line.sku) != home for line in command.lines)
+    home = partition.owner(hold=command.hold_id)
+    return any(partition.owner(sku=line.sku) != home for line in command.lines)
 
 
 async def place_reservation(
@@ -77,7 +67,7 @@ async def place_reservation(
 ) -> Outcome:
     """Hold every line of `command` or none; its hold id names the home shard, which must own
     the first line's SKU. One shard involved: a plain hold, in one step."""
-    home = partition.shard_of_hold(command.hold_id)
+    home = partition.owner(hold=command.hold_id)
     if not spans_shards(partition, command):
         return (await send(home, [Submission(command, key, fingerprint)]))[0]
     parts = parts_of(partition, command.lines)

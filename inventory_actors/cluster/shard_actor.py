@@ -28,6 +28,7 @@ from inventory_actors.shard.config import ShardConfig
 from inventory_actors.shard.core import ShardCore
 from inventory_actors.shard.fault_hooks import Fault, FaultHooks
 from inventory_actors.shard.feed_pages import Position, ShardEvents, shard_events
+from inventory_actors.shard.partitioning import PartitionMap
 from inventory_actors.shard.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.shard.restock_chunk import RestockChunk
 from persistence import SqliteShardStore
@@ -71,7 +72,17 @@ def _kill_own_process() -> None:
     max_concurrency=1000,
 )
 class ShardActor:
-    def __init__(self, shard_id: int, path: str, config: ShardConfig, namespace: str) -> None:
+    def __init__(
+        self,
+        shard_id: int,
+        path: str,
+        config: ShardConfig,
+        namespace: str,
+        partition: PartitionMap | None = None,
+    ) -> None:
+        """`partition` is the data directory's map, which the shard checks every command
+        against (`shard.ownership`). The map is fixed when the directory is created, so a
+        restarted actor, which gets the same arguments, still has the right one."""
         json_logging.configure("shard")
         # The process is this shard's alone. A call decodes a thousand commands into objects
         # that live until it is answered; with the default threshold (700) each call would run
@@ -85,7 +96,13 @@ class ShardActor:
         self._peer_handles: dict[int, Any] = {}
         self._faults = FaultHooks(crash=_kill_own_process)
         self._core = ShardCore(
-            shard_id, self._open_store, self._clock_ms, config, self._call_peer, self._faults
+            shard_id,
+            self._open_store,
+            self._clock_ms,
+            config,
+            self._call_peer,
+            self._faults,
+            partition,
         )
         # Ray runs an async actor's __init__ on its event loop, so the timers start here and
         # holds expire after a restart even if no request ever arrives.

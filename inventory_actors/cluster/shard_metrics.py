@@ -45,6 +45,7 @@ class ShardMetrics:
         self._add(names.SHARD_OVERLOADED, counters.overloaded)
         self._add(names.SHARD_STORAGE_FAILURES, counters.storage_failures)
         self._add(names.SHARD_SETTLE_REFUSED, counters.settle_refusals)
+        self._add(names.SHARD_MISROUTED, counters.misrouted)
         self._set(names.SHARD_QUEUE_DEPTH, core.queue_depth)
         self._set(names.SHARD_LAST_LSN, core.last_lsn)
         self._set(names.SHARD_RECOVERY_SECONDS, counters.recovery_seconds)

@@ -1,15 +1,7 @@
-"""The wire format between clients and shard actors: one JSON text per call.
-
-Ray pickles a list of small namedtuples object by object, which costs more than running the
-commands; a single string travels for almost nothing. The encoding is the log's own (see
-`inventory_actors.shard.codec`), plus the service errors.
-
-Submissions travel as lines: the first holds the idempotency keys and fingerprints (`null`
-when no submission has either), each further line one command's JSON. The shard stores that
-line in its log as it came, instead of encoding the command a second time. Compact JSON never
-contains a raw newline (the encoder escapes it inside strings, and a raw one is not valid JSON
-there), so splitting on newlines finds exactly the lines the client wrote.
-"""
+"""The wire format between clients and shard actors: one JSON text per call, not objects for Ray
+to pickle one by one. The encoding is the log's own (`inventory_actors.shard.codec`) plus the
+service errors; submissions travel as lines, and the shard stores a command's line in its log as
+it came (docs/engine.md, The wire format)."""
 
 import json
 from collections.abc import Callable, Sequence
@@ -26,6 +18,7 @@ from inventory_actors.shard.codec import (
 )
 from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
+    NotOwner,
     Overloaded,
     ServiceError,
     ShardUnavailable,
@@ -38,6 +31,7 @@ _SERVICE_TAGS: dict[type, str] = {
     ShardUnavailable: "shard-unavailable",
     StorageFailure: "storage-failure",
     IdempotencyKeyReused: "idempotency-key-reused",
+    NotOwner: "shard-misrouted",
 }
 _SERVICE_DECODERS: dict[str, Callable[..., ServiceError]] = {
     tag: kind for kind, tag in _SERVICE_TAGS.items()

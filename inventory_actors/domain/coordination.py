@@ -1,14 +1,11 @@
 """Reservations across shards, as the ledger of one shard sees them (docs/reservations.md).
 
 The home shard keeps the reservation's record and decides, once, how it ends; every participant
-(the home too, when it has lines) holds its lines as a *coordinated* hold that only the home's
-decision ends. These handlers are part of the Ledger: they validate before they emit, like every
-other handler.
-"""
+(the home too) holds its lines as a *coordinated* hold that only that decision ends. These
+handlers are part of the Ledger and validate before they emit, like every other handler."""
 
 from typing import TYPE_CHECKING, Any
 
-from inventory_actors.domain import limits
 from inventory_actors.domain.commands import (
     AbortReservation,
     ActivateReservation,
@@ -36,6 +33,7 @@ from inventory_actors.domain.events import (
     ReservationOpened,
     ReservationSettled,
 )
+from inventory_actors.domain.limits import LINES_PER_HOLD_MAX
 from inventory_actors.domain.records import Reservation
 from inventory_actors.domain.reservations import plan_hold
 from inventory_actors.domain.state import LedgerState
@@ -200,8 +198,8 @@ class CoordinationHandlers(_Base):
     def _plan_part(
         self, rid: str, lines: Any, lease_until_ms: int, reference: str | None
     ) -> HoldPlaced:
-        if not isinstance(lines, tuple | list) or not 0 < len(lines) <= limits.LINES_PER_HOLD_MAX:
-            raise InvalidCommand(f"a part has 1 to {limits.LINES_PER_HOLD_MAX} lines")
+        if not isinstance(lines, tuple | list) or not 0 < len(lines) <= LINES_PER_HOLD_MAX:
+            raise InvalidCommand(f"a part has 1 to {LINES_PER_HOLD_MAX} lines")
         ttl_ms = max(lease_until_ms - self._now_ms, 1)
         planned = plan_hold(self, ReserveStock(rid, tuple(lines), ttl_ms, reference), self._now_ms)
         return planned._replace(expires_at_ms=lease_until_ms, coordinated=True)
@@ -240,8 +238,8 @@ def _shard_ids(raw: object) -> tuple[int, ...]:
 
 
 def _hold_lines(raw: object) -> list[HoldLine]:
-    if not isinstance(raw, tuple | list) or len(raw) > limits.LINES_PER_HOLD_MAX:
-        raise InvalidCommand(f"at most {limits.LINES_PER_HOLD_MAX} lines")
+    if not isinstance(raw, tuple | list) or len(raw) > LINES_PER_HOLD_MAX:
+        raise InvalidCommand(f"at most {LINES_PER_HOLD_MAX} lines")
     lines = []
     for line in raw:
         if not isinstance(line, tuple | list) or len(line) != 3:

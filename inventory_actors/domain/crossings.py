@@ -1,13 +1,8 @@
-"""When `StockLow` and `StockRecovered` are emitted: the ledger side of low-stock thresholds
-(the state side is `thresholds.py`). Part of the Ledger, like the coordination handlers.
-
-Crossings are judged per command: once a command's own events are applied, every SKU-location
-they touched that has a threshold is compared with the `low` set, and each change emits one
-event, appended to the same command (so to the same log record), after the changes that caused
-it. A command that dips below and comes back within itself (a restock with two rows on one
-level) crosses nothing: no caller or reader ever saw the dip. Replay applies the logged events
-and never detects again.
-"""
+"""When `StockLow` and `StockRecovered` are emitted: the ledger side of low-stock thresholds (the
+state side is `thresholds.py`), part of the Ledger. Crossings are judged once per command, after
+its own events, and appended to the same log record, so a dip and return within one command
+crosses nothing; replay applies the logged events and never detects again (docs/engine.md,
+Low-stock thresholds)."""
 
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any

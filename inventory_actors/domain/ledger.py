@@ -8,7 +8,6 @@ event at once, so a command that changes several things sees its own earlier cha
 from collections.abc import Callable
 from typing import Any
 
-from inventory_actors.domain import limits
 from inventory_actors.domain.commands import (
     AbortReservation,
     ActivateReservation,
@@ -55,6 +54,15 @@ from inventory_actors.domain.events import (
     StockSet,
     StockTransferred,
 )
+from inventory_actors.domain.limits import (
+    DELTA_MAX,
+    EXPIRE_PER_COMMAND_MAX,
+    HOLD_ID_LENGTH_MAX,
+    ON_HAND_MAX,
+    PRUNE_PER_COMMAND_MAX,
+    TTL_MS_MAX,
+    TTL_MS_MIN,
+)
 from inventory_actors.domain.records import Hold
 from inventory_actors.domain.reservations import plan_hold
 from inventory_actors.domain.restock import apply_restock, check_restock
@@ -77,7 +85,7 @@ from inventory_actors.domain.views import (
     SkuView,
 )
 
-HOLD_ID_MAX = limits.HOLD_ID_LENGTH_MAX
+HOLD_ID_MAX = HOLD_ID_LENGTH_MAX
 # tuple.__new__ skips the Python-level __new__ of a named tuple, for values built once per command.
 _new = tuple.__new__
 
@@ -150,12 +158,8 @@ class Ledger(CoordinationHandlers, CrossingHandlers, LedgerState):
         check_reason(cmd.reason)
         check_reference(cmd.reference)
         delta = cmd.delta
-        if (
-            not isinstance(delta, int)
-            or isinstance(delta, bool)
-            or not 0 < abs(delta) <= limits.DELTA_MAX
-        ):
-            raise InvalidCommand(f"delta must be a non-zero integer within ±{limits.DELTA_MAX}")
+        if not isinstance(delta, int) or isinstance(delta, bool) or not 0 < abs(delta) <= DELTA_MAX:
+            raise InvalidCommand(f"delta must be a non-zero integer within ±{DELTA_MAX}")
         version = self._check_version(cmd.sku, cmd.expected_version)
         on_hand, reserved = self._level_values(cmd.sku, cmd.location)
         after = on_hand + cmd.delta
@@ -228,7 +232,7 @@ class Ledger(CoordinationHandlers, CrossingHandlers, LedgerState):
         # The checks run once per reservation: skip the calls when the value is plainly fine.
         if type(hold_id) is not str or not hold_id.isascii() or not 0 < len(hold_id) <= HOLD_ID_MAX:
             check_hold_id(hold_id)
-        if type(ttl_ms) is not int or not limits.TTL_MS_MIN <= ttl_ms <= limits.TTL_MS_MAX:
+        if type(ttl_ms) is not int or not TTL_MS_MIN <= ttl_ms <= TTL_MS_MAX:
             check_ttl_ms(ttl_ms)
         if reference is not None:
             check_reference(reference)
@@ -278,7 +282,7 @@ class Ledger(CoordinationHandlers, CrossingHandlers, LedgerState):
         return KeyClaimed(cmd.shard_id)
 
     def _expire(self, cmd: ExpireHolds) -> ExpiryResult:
-        limit = min(max(cmd.limit, 0), limits.EXPIRE_PER_COMMAND_MAX)
+        limit = min(max(cmd.limit, 0), EXPIRE_PER_COMMAND_MAX)
         expired = 0
         while expired < limit:
             due_ms = self.next_expiry_ms()
@@ -294,7 +298,7 @@ class Ledger(CoordinationHandlers, CrossingHandlers, LedgerState):
         return ExpiryResult(expired)
 
     def _prune(self, cmd: PruneHolds) -> PruneResult:
-        limit = min(max(cmd.limit, 0), limits.PRUNE_PER_COMMAND_MAX)
+        limit = min(max(cmd.limit, 0), PRUNE_PER_COMMAND_MAX)
         pruned: list[str] = []
         chosen: set[str] = set()
         while self.finished and len(pruned) < limit:
@@ -386,5 +390,5 @@ class Ledger(CoordinationHandlers, CrossingHandlers, LedgerState):
 
     @staticmethod
     def _check_ceiling(on_hand: int) -> None:
-        if on_hand > limits.ON_HAND_MAX:
-            raise InvalidCommand(f"on_hand would exceed {limits.ON_HAND_MAX}")
+        if on_hand > ON_HAND_MAX:
+            raise InvalidCommand(f"on_hand would exceed {ON_HAND_MAX}")

@@ -2,10 +2,10 @@
 
 from typing import Protocol
 
-from inventory_actors.domain import limits
 from inventory_actors.domain.commands import ReserveStock
 from inventory_actors.domain.errors import InsufficientStock, InvalidCommand, Shortage
 from inventory_actors.domain.events import HoldLine, HoldPlaced, LevelImage
+from inventory_actors.domain.limits import LINES_PER_HOLD_MAX, QUANTITY_MAX
 from inventory_actors.domain.records import Level, Sku
 from inventory_actors.domain.validation import check_id, check_quantity
 
@@ -61,7 +61,7 @@ def _plan_single_line(stock: _Stock, cmd: ReserveStock, now_ms: int) -> HoldPlac
     sku = stock.skus.get(sku_id) if isinstance(sku_id, str) else None
     if sku is None:
         check_id("sku", sku_id)
-    if type(quantity) is not int or not 0 < quantity <= limits.QUANTITY_MAX:
+    if type(quantity) is not int or not 0 < quantity <= QUANTITY_MAX:
         check_quantity(quantity)
     level: Level | None = None
     location = requested
@@ -108,8 +108,8 @@ def _best_level(sku: Sku) -> tuple[str | None, Level | None]:
 def _sum_lines(cmd: ReserveStock) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
     if not isinstance(cmd.lines, tuple | list) or not cmd.lines:
         raise InvalidCommand("a hold needs at least one line")
-    if len(cmd.lines) > limits.LINES_PER_HOLD_MAX:
-        raise InvalidCommand(f"a hold has at most {limits.LINES_PER_HOLD_MAX} lines")
+    if len(cmd.lines) > LINES_PER_HOLD_MAX:
+        raise InvalidCommand(f"a hold has at most {LINES_PER_HOLD_MAX} lines")
     pinned: dict[tuple[str, str], int] = {}
     floating: dict[str, int] = {}
     for line in cmd.lines:

@@ -1,29 +1,33 @@
 """Restock rows: what a restock command does to a shard's stock, row by row.
 
-A bad row never stops the good ones: each row is applied or rejected on its own, in order, so
-a later row of the same level sees what the earlier ones did. Unlike other commands, a restock
-changes the stock while it decides (a chunk carries up to 100,000 rows, and deciding against a
-copy first cost twice the time); the event it returns holds exactly the values it set, and
-replay applies that event (`LedgerState.apply`).
-"""
+Each row is applied or rejected on its own, in order, so a later row of a level sees the earlier
+ones. A restock changes the stock while it decides (docs/restock.md, How a job runs); the event
+it returns holds exactly the values it set, and replay applies that event."""
 
 from typing import Protocol
 
-from inventory_actors.domain import limits
 from inventory_actors.domain.commands import RestockRows
 from inventory_actors.domain.errors import InvalidCommand
 from inventory_actors.domain.events import StockRestocked
+from inventory_actors.domain.limits import (
+    DELTA_MAX,
+    ON_HAND_MAX,
+    REASONS,
+    RESTOCK_MODES,
+    RESTOCK_ROWS_PER_COMMAND_MAX,
+    is_valid_id,
+)
 from inventory_actors.domain.records import Level, Sku
 from inventory_actors.domain.validation import check_id
 from inventory_actors.domain.views import RestockResult
 
 BAD_SKU = "sku: must be 1 to 128 characters from [A-Za-z0-9._:/-]"
 BAD_LOCATION = "location: must be 1 to 128 characters from [A-Za-z0-9._:/-]"
-BAD_REASON = f"reason: must be one of {', '.join(sorted(limits.REASONS))}"
+BAD_REASON = f"reason: must be one of {', '.join(sorted(REASONS))}"
 NOT_INTEGER = "quantity: must be an integer"
-BAD_DELTA = f"quantity: must be a non-zero integer within ±{limits.DELTA_MAX} in delta mode"
-BAD_COUNT = f"quantity: must be 0 to {limits.ON_HAND_MAX} in set mode"
-CEILING = f"on_hand would exceed {limits.ON_HAND_MAX}"
+BAD_DELTA = f"quantity: must be a non-zero integer within ±{DELTA_MAX} in delta mode"
+BAD_COUNT = f"quantity: must be 0 to {ON_HAND_MAX} in set mode"
+CEILING = f"on_hand would exceed {ON_HAND_MAX}"
 
 
 def check_restock(cmd: RestockRows) -> None:
@@ -31,15 +35,15 @@ def check_restock(cmd: RestockRows) -> None:
     check_id("job_id", cmd.job_id)
     if not isinstance(cmd.chunk, int) or isinstance(cmd.chunk, bool) or cmd.chunk < 0:
         raise InvalidCommand("chunk must be an integer >= 0")
-    if cmd.mode not in limits.RESTOCK_MODES:
-        raise InvalidCommand(f"mode must be one of {sorted(limits.RESTOCK_MODES)}")
+    if cmd.mode not in RESTOCK_MODES:
+        raise InvalidCommand(f"mode must be one of {sorted(RESTOCK_MODES)}")
     size = len(cmd.rows)
     columns = (cmd.skus, cmd.locations, cmd.quantities, cmd.reasons)
     if any(len(column) != size for column in columns):
         raise InvalidCommand("restock columns must have one entry per row")
-    if size > limits.RESTOCK_ROWS_PER_COMMAND_MAX:
+    if size > RESTOCK_ROWS_PER_COMMAND_MAX:
         raise InvalidCommand(
-            f"a restock command carries at most {limits.RESTOCK_ROWS_PER_COMMAND_MAX} rows"
+            f"a restock command carries at most {RESTOCK_ROWS_PER_COMMAND_MAX} rows"
         )
 
 
@@ -55,9 +59,9 @@ def apply_restock(stock: _Stock, cmd: RestockRows) -> tuple[StockRestocked, Rest
     """Apply `cmd`'s good rows to `stock`; the event of what changed and the rejected rows.
     The command's shape must have been checked (`check_restock`)."""
     delta = cmd.mode == "delta"
-    low, high = (-limits.DELTA_MAX, limits.DELTA_MAX) if delta else (0, limits.ON_HAND_MAX)
-    skus, locations, reasons_allowed = stock.skus, stock.location_names, limits.REASONS
-    is_valid_id, ceiling = limits.is_valid_id, limits.ON_HAND_MAX
+    low, high = (-DELTA_MAX, DELTA_MAX) if delta else (0, ON_HAND_MAX)
+    skus, locations, reasons_allowed = stock.skus, stock.location_names, REASONS
+    valid_id, ceiling = is_valid_id, ON_HAND_MAX
     # The rows, SKUs, locations and reasons of the event are the command's own, less rejects:
     # only the computed columns are built row by row.
     computed: tuple[list[int], ...] = ([], [], [], [])
@@ -72,9 +76,9 @@ def apply_restock(stock: _Stock, cmd: RestockRows) -> tuple[StockRestocked, Rest
         level = None if sku is None else sku.levels.get(location)
         # A SKU or location the shard already holds was checked when it first arrived.
         if level is None:
-            if sku is None and not is_valid_id(sku_id):
+            if sku is None and not valid_id(sku_id):
                 problem = BAD_SKU
-            elif location not in locations and not is_valid_id(location):
+            elif location not in locations and not valid_id(location):
                 problem = BAD_LOCATION
         if problem is None:
             if type(quantity) is not int:  # bools are ints to isinstance, not here

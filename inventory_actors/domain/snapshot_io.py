@@ -1,11 +1,22 @@
-"""Snapshot chunks of a ledger's state: exporting them while the shard runs, loading them
-during recovery. A mixin of `LedgerState`, kept apart because it is only about the format."""
+"""Snapshot chunks of a ledger's state: their kinds and layouts (part of the on-disk format),
+exporting them while the shard runs, loading them during recovery. A mixin of `LedgerState`,
+kept apart because it is only about the format."""
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from inventory_actors.domain.events import HoldLine, HoldStatus, ReservationOpened
 from inventory_actors.domain.records import Hold, Level, Reservation, Sku
+
+# Chunk kinds, as the store records them beside each chunk: part of the on-disk format, never
+# rename one. Snapshots are written as SKU and hold columns and as reservation and threshold
+# rows; recovery still reads SKU and hold rows, what snapshots held before the columns.
+SKU_COLUMNS: Final = "sku-columns"
+HOLD_COLUMNS: Final = "hold-columns"
+RESERVATIONS: Final = "reservations"  # rows: a home shard's reservations across shards
+THRESHOLDS: Final = "thresholds"  # rows: [sku, location, low_stock_below, low]
+SKU_ROWS: Final = "skus"
+HOLD_ROWS: Final = "holds"
 
 # Snapshot rows, as plain lists so any encoder can carry them:
 #   sku row:  [sku, version, [[location, on_hand, reserved], ...]]

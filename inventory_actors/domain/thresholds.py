@@ -1,10 +1,7 @@
 """Low-stock thresholds and which SKU-locations are low now: the state side, a mixin of
-`LedgerState`. Changed only by applying `ThresholdSet`, `StockLow` and `StockRecovered`, so
-replay rebuilds both exactly; deciding when to emit those events is `crossings.py`'s.
-
-Rule (checked by `check_thresholds`): a SKU-location is in `low` exactly when it has a
-threshold and its `available` (on_hand - reserved, 0 for a level never stocked) is below it.
-"""
+`LedgerState`, changed only by applying `ThresholdSet`, `StockLow` and `StockRecovered` (when to
+emit them is `crossings.py`'s). Rule, checked by `check_thresholds`: a SKU-location is in `low`
+exactly when it has a threshold and its available (0 for a level never stocked) is below it."""
 
 from collections.abc import Iterable
 from typing import Any

@@ -1,10 +1,8 @@
 """A SKU as it stood at a past time, from its current state and its events in the log.
 
-Levels are never deleted, so the locations a SKU had at time T are among those it has now. For
-each of them, the state at T is the state after its newest event at or before T. If it has no
-such event in the log, the state is the state before its oldest event after T. If it has no
-event at all, the level was never changed since before T, so it is its state now.
-"""
+Levels are never deleted, so each level the SKU has now is taken as it was after its newest
+event at or before that time, else before its oldest event after it, else as it is now
+(docs/feed.md, History and `as_of`)."""
 
 from collections.abc import Iterable
 from typing import Any

@@ -1,10 +1,6 @@
 """The log as rows: one row per SKU-location an event changed, as an Arrow table that pandas,
-DuckDB or Spark read as it is. `inventory export-ledger` writes these; a change feed can reuse
-them.
-
-Events that change no level (an extension, a pruning, a reservation's bookkeeping) give one row
-with no SKU, so the ledger hides no record.
-"""
+DuckDB or Spark read as it is (`inventory export-ledger` writes these). An event that changes
+no level gives one row with no SKU, so the ledger hides no record (docs/restock.md, Exports)."""
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any

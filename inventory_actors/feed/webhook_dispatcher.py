@@ -1,11 +1,7 @@
 """The webhook dispatcher: a detached actor that reads the change feed for each subscription and
-POSTs each matching event, at least once, in per-SKU order, signed.
-
-It is off the write path: its only traffic to the shards is reading their logs, so a slow or
-dead receiver slows its own deliveries and nothing else. Each subscription advances page by
-page: its cursor is saved only once every event of the page was delivered or dead-lettered,
-so a crash or restart delivers a page again rather than skipping it.
-"""
+POSTs each matching event, at least once, in per-SKU order, signed. Off the write path: it only
+reads the shards' logs. A subscription's cursor is saved once every event of its page was
+delivered or dead-lettered, so a restart sends a page again, never skips one (docs/webhooks.md)."""
 
 import asyncio
 import json

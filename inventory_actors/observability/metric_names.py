@@ -1,11 +1,7 @@
 """Every metric the service exports, in one catalogue: the code, the docs, the Grafana dashboard
-and the Prometheus rules all name these.
-
-They are recorded with `ray.util.metrics`, so they show in the Ray dashboard and on each node's
-Prometheus endpoint, where Ray adds the prefix `ray_` and counters get the suffix `_total`
-(`inventory_shard_commands` is scraped as `ray_inventory_shard_commands_total`). Ray labels
-every series with the worker that recorded it too: sum over `shard` (or `route`), not by worker.
-"""
+and the Prometheus rules all name these. As scraped, Ray prefixes each name with `ray_`, adds
+`_total` to counters and labels every series with its worker: sum over `shard` (or `route`),
+not by worker (docs/operations.md, Metrics)."""
 
 from dataclasses import dataclass
 from typing import Literal
@@ -122,6 +118,13 @@ SHARD_SETTLE_REFUSED = MetricSpec(
     "part of the reservation may stay held).",
     ("shard",),
 )
+SHARD_MISROUTED = MetricSpec(
+    "inventory_shard_misrouted",
+    "counter",
+    "Commands refused because another shard owns their SKU or reservation (a routing fault, "
+    "answered 500 shard-misrouted; nothing was applied).",
+    ("shard",),
+)
 SHARD_UP = MetricSpec(
     "inventory_shard_up",
     "gauge",
@@ -162,6 +165,7 @@ SHARD_METRICS = (
     SHARD_OVERLOADED,
     SHARD_STORAGE_FAILURES,
     SHARD_SETTLE_REFUSED,
+    SHARD_MISROUTED,
 )
 API_METRICS = (SHARD_UP, HTTP_REQUESTS, HTTP_REQUEST_SECONDS, HTTP_REJECTIONS)
 ALL_METRICS = SHARD_METRICS + API_METRICS

@@ -1,10 +1,8 @@
 """The book of restock jobs: which job runs, how far it got, how it ended.
 
-One runner at a time per job, by lease: a runner reports at least every
-`HEARTBEAT_SECONDS`; a running job whose lease has lapsed was interrupted, and the next
-submission of the same job takes it over (a new attempt). Two runners at once would still
-apply every row once (each chunk has its idempotency key); the lease only saves the work.
-"""
+One runner at a time per job, by lease (`HEARTBEAT_SECONDS`): a job whose lease lapsed was
+interrupted, and the next submission takes it over. The chunks' idempotency keys make a job
+exactly once; the lease only saves work (docs/restock.md, Exactly once)."""
 
 import heapq
 from collections.abc import Callable, Iterable

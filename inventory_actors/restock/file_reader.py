@@ -1,10 +1,8 @@
 """Restock files (Parquet or CSV): streamed in fixed-size chunks, checked a column at a time.
 
-A warehouse file has millions of rows, so nothing here loops over rows in Python: the reader
-streams record batches and re-cuts them into chunks of exactly `rows_per_chunk` rows (a chunk
-number is an idempotency key, so the cut must not depend on the reader's own batch sizes), and
-`validate_chunk` checks whole columns with pyarrow.compute.
-"""
+No loop over rows in Python: record batches are re-cut into chunks of exactly `rows_per_chunk`
+rows (a chunk number is an idempotency key, so the cut must not depend on the reader's batch
+sizes), and `validate_chunk` checks whole columns with pyarrow.compute."""
 
 import hashlib
 import os

@@ -1,13 +1,8 @@
-"""Running a restock job: read the file in chunks, validate and split each chunk by owning
-shard with Arrow, and send each shard its part as Arrow data through the object store, where
-it becomes one durable command.
-
-Exactly once: every part carries the idempotency key (job, chunk, shard), so a re-run sends
-the same parts with the same keys and each shard applies each part once; a part already
-applied answers with its first result. Order: a shard gets a job's parts one at a time, in
-chunk order, so rows of one level apply in file order. Pipelining: the next chunk is read and
-split while the shards apply the current one.
-"""
+"""Running a restock job: read the file in chunks, validate and split each chunk by owning shard
+with Arrow, and send each shard its part (Arrow data through the object store) as one durable
+command. A part's idempotency key (job, chunk, shard) makes a re-run apply it once; a shard gets
+a job's parts one at a time, in chunk order, while the next chunk is read and split
+(docs/restock.md, How a job runs)."""
 
 import logging
 import threading
@@ -33,7 +28,7 @@ from inventory_actors.restock.file_reader import (
     validate_chunk,
 )
 from inventory_actors.restock.partition import split_by_shard
-from inventory_actors.shard.errors import IdempotencyKeyReused, ServiceError
+from inventory_actors.shard.errors import IdempotencyKeyReused, NotOwner, ServiceError
 from inventory_actors.shard.partitioning import PartitionMap
 from inventory_actors.shard.protocol import Outcome
 from inventory_actors.shard.restock_chunk import RestockChunk
@@ -200,6 +195,10 @@ class JobRunner:
             raise JobFailed(
                 f"job id {self.spec.job_id} was used before for a different file or mode"
             )
+        if isinstance(value, NotOwner):
+            # The part went to a shard that does not own its rows: the same map would send it
+            # there again, so a retry cannot help.
+            raise JobFailed(f"part {_name(part)} was misrouted: {value.detail}")
         # The shard died, restarted or did not answer, or refused for now (down, recovering,
         # overloaded, a failed write): the part's outcome is unknown or nil, and its key makes
         # sending it again safe. An exception raised inside the call is a bug: not retried.

@@ -1,35 +1,33 @@
 """Rows of a restock chunk -> the shards that own their SKUs, a column at a time.
 
-A chunk of 100,000 rows names far fewer distinct SKUs, so the hash runs once per distinct SKU
-(the very `slot_of` every other path uses, so a restock lands where reserves look) and is
+A chunk of 100,000 rows names far fewer distinct SKUs, so the owner is asked once per distinct
+SKU (`PartitionMap.owner`, as on every other path, so a restock lands where reserves look) and
 spread back to the rows with a take.
 """
 
-from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inventory_actors.shard.partitioning import SLOT_COUNT, PartitionMap, slot_of
+from inventory_actors.shard.partitioning import PartitionMap
 
 
-def shard_ids_of(skus: pa.Array | pa.ChunkedArray, slots: Sequence[int]) -> pa.Array:
-    """The shard (int32) of each SKU under the slot -> shard map `slots`; null for a null SKU."""
-    if len(slots) != SLOT_COUNT:
-        raise ValueError(f"a partition map has {SLOT_COUNT} slots, not {len(slots)}")
+def shard_ids_of(skus: pa.Array | pa.ChunkedArray, partition: PartitionMap) -> pa.Array:
+    """The shard (int32) of each SKU under `partition`; null for a null SKU."""
     flat = skus.combine_chunks() if isinstance(skus, pa.ChunkedArray) else skus
     # A dictionary column's dictionary may hold values no row uses, or repeat one: re-encode.
     encoded = pc.dictionary_encode(pc.cast(flat, pa.string()))
     distinct = encoded.dictionary.to_pylist()
-    shard_of_distinct = pa.array([slots[slot_of(sku)] for sku in distinct], pa.int32())
+    owner = partition.owner
+    shard_of_distinct = pa.array([owner(sku=sku) for sku in distinct], pa.int32())
     return pc.take(shard_of_distinct, encoded.indices)
 
 
 def split_by_shard(good: pa.Table, partition: PartitionMap) -> dict[int, pa.Table]:
     """`good`'s rows grouped by shard, each group in its original order; only shards that
     have rows appear, and every row is in exactly one group."""
-    shard_ids = shard_ids_of(good.column("sku"), partition.slots)
+    shard_ids = shard_ids_of(good.column("sku"), partition)
     if shard_ids.null_count:
         raise ValueError("a row without a SKU has no shard")
     shard_counts = _rows_per_shard(shard_ids)

@@ -10,29 +10,24 @@ import gc
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from inventory_actors.domain import (
     Command,
     DomainError,
-    ExpireHolds,
-    ExpiryResult,
     HoldView,
     InvalidCommand,
     Ledger,
-    PruneHolds,
-    PruneResult,
     RestockResult,
     Result,
     SkuView,
     ThresholdView,
 )
-from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX, PRUNE_PER_COMMAND_MAX
 from inventory_actors.domain.thresholds import Alert
+from inventory_actors.shard.batch import Call, Entry, gc_paused
 from inventory_actors.shard.codec import decode_result, encode_command, encode_events, encode_result
 from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.counters import BatchObserver, ShardCounters, Tally
 from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
     Overloaded,
@@ -41,6 +36,8 @@ from inventory_actors.shard.errors import (
     StorageFailure,
 )
 from inventory_actors.shard.fault_hooks import FaultHooks
+from inventory_actors.shard.ownership import Ownership
+from inventory_actors.shard.partitioning import PartitionMap
 from inventory_actors.shard.protocol import (
     Outcome,
     Submission,
@@ -50,75 +47,19 @@ from inventory_actors.shard.protocol import (
 from inventory_actors.shard.recovery import recover_ledger
 from inventory_actors.shard.settlement import PeerCall, Settler
 from inventory_actors.shard.snapshots import Snapshotter
+from inventory_actors.shard.timers import Timers
 from persistence import IdempotencyRecord, LogRecord, ShardStore
 
 log = logging.getLogger(__name__)
 
-# Log records forgotten per housekeeping pass at most: one short transaction.
-LOG_PRUNE_PER_PASS = 100_000
 # How many restock rows cost as much to replay as one ordinary log record.
 RESTOCK_ROWS_PER_RECORD = 5
-
-
-class _Call:
-    """One caller's submissions: done when the last of them is durable."""
-
-    __slots__ = ("future", "outcomes", "remaining")
-
-    def __init__(self, size: int, future: "asyncio.Future[list[Outcome]]") -> None:
-        self.outcomes: list[Outcome | None] = [None] * size
-        self.remaining = size
-        self.future = future
-
-    def settle(self, index: int, outcome: Outcome) -> None:
-        self.outcomes[index] = outcome
-        self.remaining -= 1
-        if self.remaining == 0 and not self.future.done():
-            self.future.set_result(self.outcomes)  # type: ignore[arg-type]
 
 
 # tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
 _new = tuple.__new__
 
-# A queued command: its caller, its place in the call, and its JSON text when it came as one.
-_Entry = tuple[_Call, int, Submission, str | None]
-
 _BAD_KEY = InvalidCommand("idempotency key must be 1 to 255 printable ASCII characters")
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic collection while a batch runs: a batch allocates thousands of short-lived
-    tuples, and each collection they trigger walks the young objects again. Collections resume
-    (and catch up) once the batch is answered."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@dataclass
-class ShardCounters:
-    batches: int = 0
-    commands: int = 0
-    records: int = 0
-    storage_failures: int = 0
-    overloaded: int = 0
-    recovery_seconds: float = 0.0
-    settled: int = 0
-    settle_failures: int = 0
-    # Decisions another shard refused (the protocol says it cannot happen): see settlement.py.
-    settle_refusals: int = 0
-    expired_holds: int = 0
-
-
-# Called after each durable batch with its size and the seconds its log write took.
-BatchObserver = Callable[[int, float], None]
-# Commands answered, by (command type, outcome): "ok", "replayed" or the error's slug.
-Tally = Counter[tuple[type, str]]
 
 
 class ShardCore:
@@ -132,15 +73,19 @@ class ShardCore:
         config: ShardConfig,
         peers: PeerCall | None = None,
         faults: FaultHooks | None = None,
+        partition: PartitionMap | None = None,
     ) -> None:
         self.shard_id = shard_id
+        # Commands for SKUs or reservations of other shards are refused (`ownership`). Without
+        # a map (a lone engine, as in tests and benchmarks) the shard takes every command.
+        self.ownership = None if partition is None else Ownership(shard_id, partition)
         # Off unless a test injects faults (see `fault_hooks`).
         self.faults = faults or FaultHooks()
         self._late_write: tuple[list[LogRecord], list[IdempotencyRecord]] | None = None
         self.config = config
         self._open_store = open_store
         self.clock_ms = clock_ms
-        self._queue: deque[_Entry] = deque()
+        self._queue: deque[Entry] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.counters = ShardCounters()
@@ -151,13 +96,14 @@ class ShardCore:
         self.last_lsn = 0
         self.snapshots = Snapshotter(self)
         self.settler = None if peers is None else Settler(self, peers)
+        self.timers = Timers(self)
         self._recover_now()
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the writer and the timers on the running loop."""
-        loops = [self._writer_loop, self._expiry_loop, self._housekeeping_loop]
+        loops = [self._writer_loop, self.timers.expiry_loop, self.timers.housekeeping_loop]
         if self.settler is not None:
             loops.append(self.settler.loop)
         for loop_fn in loops:
@@ -241,11 +187,17 @@ class ShardCore:
             self.counters.overloaded += len(submissions)
             full = Overloaded(f"shard {self.shard_id} queue is full")
             return [Outcome(full)] * len(submissions)
-        call = _Call(len(submissions), asyncio.get_running_loop().create_future())
+        call = Call(len(submissions), asyncio.get_running_loop().create_future())
         append = self._queue.append
+        # Refused before the queue: a misrouted command never reaches the ledger or the log.
+        misrouted = None if self.ownership is None else self.ownership.refusal
         for index, sub in enumerate(submissions):
             key = sub.idempotency_key
-            if key is None or is_valid_idempotency_key(key):
+            refusal = None if misrouted is None else misrouted(sub.command)
+            if refusal is not None:
+                self.counters.misrouted += 1
+                call.settle(index, Outcome(refusal))
+            elif key is None or is_valid_idempotency_key(key):
                 append((call, index, sub, None if texts is None else texts[index]))
             else:
                 call.settle(index, Outcome(_BAD_KEY))
@@ -259,7 +211,7 @@ class ShardCore:
             while self._queue and self.available:
                 size = min(len(self._queue), self.config.batch_commands_max)
                 batch = [self._queue.popleft() for _ in range(size)]
-                with _gc_paused():
+                with gc_paused():
                     self._commit_batch(batch)
                 if self._late_write is not None:
                     await self._write_late()
@@ -277,7 +229,7 @@ class ShardCore:
         await asyncio.sleep(self.faults.ack_before_commit_seconds)
         self.store.append(records, idempotency)
 
-    def _commit_batch(self, batch: list[_Entry]) -> None:
+    def _commit_batch(self, batch: list[Entry]) -> None:
         """Execute a batch in memory and write it in one transaction, then answer its callers.
         Any failure fails the whole batch and rebuilds memory from disk."""
         assert self.store is not None
@@ -361,7 +313,7 @@ class ShardCore:
             stored[key] = record
         return _new(Outcome, (result, False, record_lsn)), lsn
 
-    def _fail_batch(self, batch: list[_Entry], error: Exception) -> None:
+    def _fail_batch(self, batch: list[Entry], error: Exception) -> None:
         log.error("shard %d: batch of %d failed: %r", self.shard_id, len(batch), error)
         self.counters.storage_failures += 1
         failure = Outcome(StorageFailure(self.shard_id, f"write failed: {error}"))
@@ -385,60 +337,11 @@ class ShardCore:
         outcomes = await self.submit([Submission(command)])
         return outcomes[0]
 
-    # -- timers ----------------------------------------------------------------------------
-
-    async def _expiry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.expiry_interval_seconds)
-            due_ms = self.ledger.next_expiry_ms() if self.available else None
-            if due_ms is not None and due_ms <= self.clock_ms():
-                outcome = await self.run_command(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
-                if isinstance(outcome.value, ExpiryResult):
-                    self.counters.expired_holds += outcome.value.expired
-                if not outcome.ok:
-                    log.warning("shard %d: expiry failed: %r", self.shard_id, outcome.value)
-
-    async def _housekeeping_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.housekeeping_interval_seconds)
-            if self.available:
-                try:
-                    await self.housekeep()
-                except Exception:
-                    log.exception("shard %d: housekeeping failed", self.shard_id)
+    # -- timers (`timers.py`) ----------------------------------------------------------------
 
     async def housekeep(self) -> None:
         """Forget idempotency records and finished holds older than their retention."""
-        assert self.store is not None
-        now_ms = self.clock_ms()
-        idem_before_ms = now_ms - int(self.config.idempotency_retention_seconds * 1000)
-        self.store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
-        self._prune_log(now_ms)
-        retention_cutoff_ms = now_ms - int(self.config.hold_retention_seconds * 1000)
-        while (
-            await self._prune(retention_cutoff_ms, PRUNE_PER_COMMAND_MAX) == PRUNE_PER_COMMAND_MAX
-        ):
-            pass
-        # Then the oldest beyond the count cap, exactly: the ledger prunes in finish order.
-        finished = self.ledger.finished
-        while len(finished) > self.config.finished_holds_max:
-            excess = min(len(finished) - self.config.finished_holds_max, PRUNE_PER_COMMAND_MAX)
-            if await self._prune(finished[excess - 1][0] + 1, excess) == 0:
-                break
-
-    def _prune_log(self, now_ms: int) -> None:
-        """Forget log records older than the event retention, but never one that recovery
-        still needs (after the newest snapshot's start)."""
-        assert self.store is not None
-        snapshot = self.store.latest_snapshot()
-        if snapshot is None:
-            return
-        before_ms = now_ms - int(self.config.event_retention_seconds * 1000)
-        self.store.prune_log(snapshot.start_lsn, before_ms, LOG_PRUNE_PER_PASS)
-
-    async def _prune(self, finished_before_ms: int, limit: int) -> int:
-        outcome = await self.run_command(PruneHolds(finished_before_ms, limit))
-        return outcome.value.pruned if isinstance(outcome.value, PruneResult) else 0
+        await self.timers.housekeep()
 
     # -- reads -----------------------------------------------------------------------------
 

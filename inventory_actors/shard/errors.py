@@ -58,3 +58,23 @@ class IdempotencyKeyReused(ServiceError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
+
+
+class NotOwner(ServiceError):
+    """The command reached a shard that does not own its SKU, or the reservation it names:
+    the caller routed it with a wrong partition map, a fault of the service, not of the
+    request. Refused before the ledger saw it; nothing was written. Sending it to the same
+    shard again is refused again, so it is not worth a retry.
+
+    `what` is "SKU" or "reservation", `key` the SKU or the hold id, `owner` the shard that owns
+    it (a reservation's home)."""
+
+    slug = "shard-misrouted"
+
+    def __init__(self, shard_id: int, what: str, key: str, owner: int) -> None:
+        super().__init__(shard_id, what, key, owner)
+        self.shard_id, self.what, self.key, self.owner = shard_id, what, key, owner
+        self.detail = f"shard {shard_id} does not own {what} {key!r}: shard {owner} does"
+
+    def __str__(self) -> str:
+        return self.detail

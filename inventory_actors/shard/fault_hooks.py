@@ -1,11 +1,8 @@
 """Faults a test can inject into a running shard, and two switches that break it on purpose.
 
-Only a shard whose config has `allow_fault_injection` accepts them (see
-`ShardActor.inject_fault`); production shards refuse. The fault-injection suite uses the faults
-to test the service and the broken builds to test its checker: a checker that does not catch a
-shard that skips its idempotency check, or acknowledges changes before it writes them, proves
-nothing.
-"""
+Only a shard whose config has `allow_fault_injection` accepts them (`ShardActor.inject_fault`);
+production shards refuse. The broken builds test the chaos checker, which proves nothing unless
+it catches them (docs/chaos.md, The checker can fail)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field

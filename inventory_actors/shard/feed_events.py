@@ -1,10 +1,6 @@
 """The change feed's events: what each committed log record tells, as the contract's events,
-encoded once as JSON text (`FeedItem`) or as dicts.
-
-Events come only from log records (what the shards committed), so the feed can never tell of a
-change that did not happen. One record may give several events (a transfer touches two
-levels, a restock thousands) or none (an extension, a pruning).
-"""
+encoded once as JSON text (`FeedItem`) or as dicts. Events come only from committed records,
+so the feed can never tell of a change that did not happen (docs/feed.md, Events)."""
 
 import json
 from collections.abc import Callable, Iterable
@@ -23,8 +19,7 @@ from inventory_actors.domain import (
     StockSet,
     StockTransferred,
 )
-from inventory_actors.shard.codec import decode_rows, dumps
-from inventory_actors.shard.recovery import REPLAY_DECODERS
+from inventory_actors.shard.codec import REPLAY_DECODERS, decode_rows, dumps
 
 FeedEvent = dict[str, Any]
 
@@ -185,10 +180,11 @@ def rfc3339(at_ms: int) -> str:
 
 
 def _decode(events_json: str) -> list[Event]:
-    """The record's events, built the way recovery builds them (the log is our own writing):
-    several times cheaper than the codec's checked decoding, which dominated reading. The last
-    few large records are kept decoded: readers page through a restock record of thousands of
-    rows a share at a time, and decoding it whole each time was most of their cost."""
+    """The record's events, built by the codec's replay decoders as recovery builds them (the
+    log is our own writing): several times cheaper than the checked decoding, which dominated
+    reading. The last few large records are kept decoded: readers page through a restock record
+    of thousands of rows a share at a time, and decoding it whole each time was most of their
+    cost."""
     if len(events_json) < _DECODED_KEPT_MIN_BYTES:
         return [REPLAY_DECODERS[row[0]](row) for row in decode_rows(events_json)]
     key = hash(events_json)

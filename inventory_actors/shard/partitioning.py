@@ -8,8 +8,10 @@ import json
 import os
 import secrets
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 SLOT_COUNT = 4096
 MAP_FORMAT = 1
@@ -26,6 +28,13 @@ _TOKEN_SHIFTS = tuple(5 * i for i in range(_HOLD_TOKEN_LENGTH))
 def slot_of(key: str) -> int:
     """The slot of a SKU: CRC-32 of its UTF-8 bytes, modulo the slot count."""
     return zlib.crc32(key.encode("utf-8")) % SLOT_COUNT
+
+
+def slots_of(keys: Iterable[str]) -> set[int]:
+    """The distinct slots of many SKUs: `slot_of` of each, in one pass without a call per SKU
+    (a restock chunk names up to 100,000 of them; this takes a fifth of the time)."""
+    crc32 = zlib.crc32
+    return {crc32(key.encode("utf-8")) % SLOT_COUNT for key in keys}
 
 
 def new_hold_id(slot: int, seed: bytes | None = None) -> str:
@@ -73,13 +82,46 @@ class PartitionMap:
         if any(not 0 <= shard < self.shard_count for shard in self.slots):
             raise ValueError("a slot names a shard that does not exist")
 
-    def shard_of_sku(self, sku: str) -> int:
-        return self.slots[slot_of(sku)]
+    @overload
+    def owner(self, *, sku: str) -> int: ...
+    @overload
+    def owner(self, *, hold: str) -> int: ...
+    @overload
+    def owner(self, *, key: str) -> int: ...
+    @overload
+    def owner(self, *, slot: int) -> int: ...
 
-    def shard_of_hold(self, hold_id: str) -> int:
-        return self.slots[slot_of_hold(hold_id)]
+    def owner(
+        self,
+        *,
+        sku: str | None = None,
+        hold: str | None = None,
+        key: str | None = None,
+        slot: int | None = None,
+    ) -> int:
+        """The shard that owns one thing, named by exactly one keyword:
 
-    def shard_of_slot(self, slot: int) -> int:
+        - `sku`: the SKU's stock, by the SKU's slot;
+        - `hold`: a reservation, by the home slot its hold id names: the shard that places and
+          decides it (its parts on other shards are theirs, by their lines' SKUs);
+        - `key`: an idempotency key's claim (see `ClaimKey`), by the key's slot;
+        - `slot`: a slot.
+
+        The one answer to "which shard owns this": clients route with it and every shard checks
+        what it is sent with it (`shard.ownership`), so the two cannot disagree.
+        """
+        if (sku is None) + (hold is None) + (key is None) + (slot is None) != 3:
+            raise TypeError("name exactly one of sku, hold, key and slot")
+        if sku is not None:
+            return self.slots[slot_of(sku)]
+        if hold is not None:
+            return self.slots[slot_of_hold(hold)]
+        if key is not None:
+            return self.slots[slot_of(key)]
+        assert slot is not None
+        # A negative index would silently read a slot from the end.
+        if not 0 <= slot < SLOT_COUNT:
+            raise ValueError(f"slot must be 0 to {SLOT_COUNT - 1}")
         return self.slots[slot]
 
     def to_json(self) -> str:

@@ -5,66 +5,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from inventory_actors.domain import (
-    Event,
-    HoldExtended,
-    HoldFinished,
-    HoldLine,
-    HoldPlaced,
-    HoldsPruned,
-    HoldStatus,
-    Ledger,
-    LevelImage,
-    StockAdjusted,
-    StockSet,
-    StockTransferred,
+from inventory_actors.domain import Ledger
+from inventory_actors.domain.snapshot_io import (
+    HOLD_COLUMNS,
+    HOLD_ROWS,
+    RESERVATIONS,
+    SKU_COLUMNS,
+    SKU_ROWS,
+    THRESHOLDS,
 )
-from inventory_actors.shard.codec import EVENT_TAGS, decode_rows, event_from_row
-from inventory_actors.shard.snapshots import HOLD_COLUMNS, RESERVATIONS, SKU_COLUMNS, THRESHOLDS
+from inventory_actors.shard.codec import REPLAY_DECODERS, decode_rows
 from persistence import ShardStore
 
 # Log records are read and decoded this many at a time.
 REPLAY_PAGE_RECORDS = 10_000
-
-# Replay decodes the log it wrote itself, so it builds events with tuple.__new__, skipping the
-# named tuples' Python-level constructors (and their field-count checks: the invariant check
-# after recovery stands behind them). Same values as codec.decode_events (property-tested).
-_new = tuple.__new__
-
-
-def _image(raw: list[Any]) -> LevelImage:
-    return _new(LevelImage, raw)
-
-
-def _images(raw: list[list[Any]]) -> tuple[LevelImage, ...]:
-    return tuple([_new(LevelImage, item) for item in raw])
-
-
-def _lines(raw: list[list[Any]]) -> tuple[HoldLine, ...]:
-    return tuple([_new(HoldLine, item) for item in raw])
-
-
-# Each takes the whole tagged row: [tag, fields...].
-_EVENT_BUILDERS: dict[type, Callable[[list[Any]], Event]] = {
-    StockAdjusted: lambda r: _new(StockAdjusted, (_image(r[1]), r[2], r[3], r[4])),
-    StockSet: lambda r: _new(StockSet, (_image(r[1]), r[2], r[3], r[4])),
-    StockTransferred: lambda r: _new(StockTransferred, (_image(r[1]), _image(r[2]), r[3], r[4])),
-    # Records written before coordinated holds existed have no seventh field.
-    HoldPlaced: lambda r: _new(
-        HoldPlaced, (r[1], _lines(r[2]), r[3], r[4], _images(r[5]), len(r) > 6 and r[6])
-    ),
-    # Records written before the change feed have no lines.
-    HoldFinished: lambda r: _new(
-        HoldFinished, (r[1], HoldStatus(r[2]), _images(r[3]), _lines(r[4]) if len(r) > 4 else ())
-    ),
-    HoldExtended: lambda r: _new(HoldExtended, (r[1], r[2])),
-    HoldsPruned: lambda r: _new(HoldsPruned, (tuple(r[1]),)),
-}
-# Rarer events (reservations across shards) go through the codec's own decoders.
-REPLAY_DECODERS: dict[str, Callable[[list[Any]], Event]] = {
-    tag: event_from_row for tag in EVENT_TAGS.values()
-}
-REPLAY_DECODERS.update({EVENT_TAGS[kind]: build for kind, build in _EVENT_BUILDERS.items()})
 
 
 def chunk_loaders(ledger: Ledger) -> dict[str, Callable[[Any], None]]:
@@ -74,8 +28,8 @@ def chunk_loaders(ledger: Ledger) -> dict[str, Callable[[Any], None]]:
         HOLD_COLUMNS: ledger.load_hold_columns,
         RESERVATIONS: ledger.load_reservations,
         THRESHOLDS: ledger.load_thresholds,
-        "skus": ledger.load_skus,  # row chunks, written before the columnar format
-        "holds": ledger.load_holds,
+        SKU_ROWS: ledger.load_skus,
+        HOLD_ROWS: ledger.load_holds,
     }
 
 

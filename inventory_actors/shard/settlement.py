@@ -5,19 +5,41 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from inventory_actors.domain import DomainError, MarkSettled, SettleHold
+from inventory_actors.domain import DomainError, Ledger, MarkSettled, SettleHold
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.counters import ShardCounters
 from inventory_actors.shard.errors import ServiceError, ShardUnavailable
 from inventory_actors.shard.protocol import Outcome, Submission
-
-if TYPE_CHECKING:
-    from inventory_actors.shard.core import ShardCore
 
 log = logging.getLogger(__name__)
 
 # Calls another shard of the same data directory.
 PeerCall = Callable[[int, Sequence[Submission]], Awaitable[list[Outcome]]]
+
+
+class HomeShard(Protocol):
+    """What the settler uses of the shard it runs in (`ShardCore`): its decisions not yet
+    applied everywhere (`ledger.unsettled`, read anew each round: recovery replaces the
+    ledger), its own queue for the MarkSettled commands, and its counters."""
+
+    @property
+    def shard_id(self) -> int: ...
+
+    @property
+    def config(self) -> ShardConfig: ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def counters(self) -> ShardCounters: ...
+
+    async def submit(self, submissions: Sequence[Submission]) -> list[Outcome]: ...
 
 
 async def wait_at_most(event: asyncio.Event, timeout_seconds: float) -> None:
@@ -31,8 +53,8 @@ async def wait_at_most(event: asyncio.Event, timeout_seconds: float) -> None:
 
 
 class Settler:
-    def __init__(self, core: "ShardCore", peers: PeerCall) -> None:
-        self._core = core
+    def __init__(self, home: HomeShard, peers: PeerCall) -> None:
+        self._home = home
         self._peers = peers
         self._wakeup = asyncio.Event()
         # Remote shards that failed to take a decision, and when to try them again: monotonic
@@ -47,29 +69,29 @@ class Settler:
     async def loop(self) -> None:
         """After every batch with news (gathering `settle_gather_seconds` of them), and again
         every `settle_retry_seconds` while some shard is unreachable (also after recovery)."""
-        core = self._core
+        home = self._home
         while True:
-            await wait_at_most(self._wakeup, core.config.settle_retry_seconds)
-            await asyncio.sleep(core.config.settle_gather_seconds)
+            await wait_at_most(self._wakeup, home.config.settle_retry_seconds)
+            await asyncio.sleep(home.config.settle_gather_seconds)
             self._wakeup.clear()
-            if core.available and core.ledger.unsettled:
+            if home.available and home.ledger.unsettled:
                 try:
                     await self.settle_once()
                 except Exception:
-                    log.exception("shard %d: settling failed", core.shard_id)
+                    log.exception("shard %d: settling failed", home.shard_id)
 
     async def settle_once(self) -> int:
         """One round: every unsettled decision to its remote shards, one call per shard, then
         one MarkSettled per applied decision. Returns how many were applied."""
-        core = self._core
+        home = self._home
         now_seconds = time.monotonic()
         per_shard: dict[int, list[SettleHold]] = {}
-        for rid, reservation in list(core.ledger.unsettled.items()):
+        for rid, reservation in list(home.ledger.unsettled.items()):
             for shard in reservation.unsettled:
                 if self._retry_at_seconds.get(shard, 0.0) > now_seconds:
                     continue
                 batch = per_shard.setdefault(shard, [])
-                if len(batch) < core.config.settle_per_call_max:
+                if len(batch) < home.config.settle_per_call_max:
                     batch.append(SettleHold(rid, reservation.status.value))
         shards = list(per_shard)
         answers = await asyncio.gather(
@@ -80,8 +102,8 @@ class Settler:
         for shard, answer in zip(shards, answers, strict=True):
             marks += self._settled_marks(shard, per_shard[shard], answer, now_seconds)
         if marks:
-            outcomes = await core.submit(marks)
-            core.counters.settled += sum(1 for outcome in outcomes if outcome.ok)
+            outcomes = await home.submit(marks)
+            home.counters.settled += sum(1 for outcome in outcomes if outcome.ok)
         return len(marks)
 
     def _settled_marks(
@@ -91,7 +113,7 @@ class Settler:
         answer: list[Outcome] | BaseException,
         now_seconds: float,
     ) -> list[Submission]:
-        core = self._core
+        home = self._home
         if isinstance(answer, BaseException):
             answer = [Outcome(ShardUnavailable(shard, repr(answer)))] * len(commands)
         marks = []
@@ -101,20 +123,20 @@ class Settler:
                 if shard not in self._retry_at_seconds:  # say so once per outage
                     log.warning(
                         "shard %d: shard %d cannot take decisions yet: %r",
-                        core.shard_id,
+                        home.shard_id,
                         shard,
                         outcome.value,
                     )
-                core.counters.settle_failures += 1
-                self._retry_at_seconds[shard] = now_seconds + core.config.settle_retry_seconds
+                home.counters.settle_failures += 1
+                self._retry_at_seconds[shard] = now_seconds + home.config.settle_retry_seconds
                 continue
             if isinstance(outcome.value, DomainError):
                 # Cannot happen while the protocol holds; stop retrying (a refusal does not heal)
                 # and say so loudly, in the log and in a metric with its own alert.
-                core.counters.settle_refusals += 1
+                home.counters.settle_refusals += 1
                 log.error(
                     "shard %d: shard %d refused decision %r: %r",
-                    core.shard_id,
+                    home.shard_id,
                     shard,
                     command,
                     outcome.value,

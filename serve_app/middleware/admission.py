@@ -1,39 +1,8 @@
 """Admission control: each replica answers the load it cannot take at once (503 `overloaded`,
-429 `rate-limited`, both with `Retry-After`), instead of letting it wait for seconds first.
-
-Why here, and not in Serve. Behind the HAProxy ingress a request goes straight to a replica.
-Serve's own bound there is a count: beyond `max_ongoing_requests` running, up to
-`max_queued_requests` wait in the replica, the next are refused with a plain-text 503 (429 and
-`Retry-After` only through `backpressure_config`), never a problem, and nothing bounds how long
-the waiting ones wait. With our 256 running and 2,048 waiting, a 10x spike waited seconds before
-even the rate limiter saw it. So Serve's bounds are set wide (see `deployment.py`) and this gate,
-the first thing the app runs, decides at once, on arrival:
-
-1. Take the key's rate-limit token: a key over its limit hears 429 `rate-limited` at once, not
-   after waiting its turn (the routes reuse this decision, so a request is charged once).
-2. Shed (503 `overloaded`, the token given back) when the replica already has `queued_max`
-   requests waiting, or when the longest waiting one has waited more than
-   `queue_wait_max_seconds`: the line is not moving, so waiting would only make the answer late.
-3. Run if fewer than `running_max` requests run, else wait in line (first come, first served).
-
-A waiting request costs a future and no CPU; a running one costs CPU on the replica's one event
-loop, and every turn of that loop delays every answer, refusals included. So few run at once:
-64, what saturates a replica already (the S1 benchmark's 64 connections), and as many as the
-autoscaler's target, so a replica whose slots are all taken asks for more replicas. A line of
-512 absorbs bursts (300 clients at once are all served), and the wait bound keeps an accepted
-request's latency bounded when the replica slows down. Everything past them is refused in the
-time it takes the replica to reach the gate, without reading the body.
-
-The health routes pass untouched; the event stream (which stays open) is rate-checked but
-takes no slot and is never shed.
-
-What no gate in the replica can do: before it reaches the gate a request passes through the
-replica's event loop (uvicorn, then Serve), and when that loop is behind (the replica's CPU
-saturated, or taken by other processes on its cores) the request waits there unseen. The gate
-keeps that backlog from growing (a 429 from the gate costs the app about a quarter of the CPU
-the same 429 cost from the route) and more replicas shorten it; Serve offers no way to refuse
-before the replica.
-"""
+429 `rate-limited`, both with `Retry-After`) instead of letting it wait for seconds first.
+The gate, the first thing the app runs, takes the key's rate-limit token, sheds when the line
+is full or not moving, and otherwise runs the request or lines it up for a slot. Why here and
+not in Serve, and how the bounds are sized: docs/http.md, "Admission gate"."""
 
 import asyncio
 import time

@@ -1,10 +1,7 @@
-"""Bounds in front of the app on a request's body: its size and how long it may take to arrive.
-
-A body over the size limit is refused with 413 before it is read, or as soon as it grows past
-the limit when no Content-Length was sent. A body whose next part does not arrive within
-`body_read_timeout_seconds` (a client that stalls mid-body) is answered with 408 and the
-connection closed, so a stalled client does not hold the replica's request slot for as long as
-the ingress would keep its connection open."""
+"""Bounds in front of the app on a request's body: its size (413, before it is read or as soon
+as it grows past the limit) and how long it may take to arrive (408 and the connection closed
+when its next part takes over `body_read_timeout_seconds`), so a stalled client does not hold
+a replica's request slot for as long as the ingress would keep its connection open."""
 
 import asyncio
 

@@ -1,26 +1,7 @@
-"""Per-key rate limits: a token bucket for each API key, sized by the key's role.
-
-A bucket holds up to `burst` tokens and refills at `per_second` tokens a second. A request takes
-`cost` tokens (1, or the number of operations of a batch) or is refused whole; a refusal takes
-nothing. `Decision` carries what the response headers need: `RateLimit-Limit` (the burst),
-`RateLimit-Remaining` (whole tokens left), `RateLimit-Reset` (seconds until the bucket is full)
-and, on a 429, `Retry-After` (seconds until `cost` tokens are there). A cost above the burst can
-never be served: it is refused with `Refusal.COST_ABOVE_BURST`, which the HTTP layer should
-answer with a problem telling the client to split the batch rather than to wait.
-
-Time is passed in (`now_s`, monotonic seconds), so tests need no sleeps. Memory is bounded:
-at most `buckets_max` buckets; beyond that the least recently used one is dropped. That bucket
-has been idle longest and is almost always full again, so dropping it loses nothing (a key
-that comes back starts with a full bucket, as it would have anyway).
-
-Several Serve replicas: each replica keeps its own buckets and nothing is shared, so one key
-sending through N replicas gets up to N x `per_second` and N x `burst` cluster-wide (Serve
-spreads requests over replicas, so in practice close to that). To hold a key to a cluster-wide
-rate, give every replica `limits.per_replica(N)`, which divides rates and bursts by N; with
-autoscaling, use the maximum replica count (the limit is then tight at full scale and stricter
-below it). An exact cluster-wide limit would need a shared counter (a Ray actor or Redis) and
-a round trip per request; we do not pay that.
-"""
+"""Per-key rate limits: a token bucket for each API key, sized by the key's role. A request
+takes `cost` tokens (1, or a batch's operation count) or is refused whole; `Decision` carries
+what the `RateLimit-*` and `Retry-After` headers need. Each replica keeps its own buckets, so
+a key's rate is per replica (docs/http.md, "Rate limits", says how to hold a cluster-wide one)."""
 
 import math
 import threading
@@ -187,6 +168,8 @@ class RateLimiter:
         if bucket is None:
             bucket = _Bucket(tokens=float(limit.burst), updated_s=now_s)
             self._buckets[key_id] = bucket
+            # The least recently used bucket has been idle longest and is almost always full
+            # again: dropping it loses nothing.
             while len(self._buckets) > self.limits.buckets_max:
                 self._buckets.popitem(last=False)
         else:

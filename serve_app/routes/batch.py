@@ -1,10 +1,14 @@
-"""The batch endpoint: independent operations, each its own command and its own answer."""
+"""The batch endpoint, `POST /v1/batch`: independent operations, each its own command and its
+own answer."""
 
 import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable
 from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.cluster.coordinator import spans_shards
@@ -23,9 +27,26 @@ from inventory_actors.domain import (
 )
 from inventory_actors.shard.errors import ServiceError
 from inventory_actors.shard.protocol import Outcome, Submission
-from serve_app.models import AdjustOp, CommitOp, Operation, ReleaseOp, ReserveOp, SetOp
-from serve_app.problems import problem_of
+from serve_app.keys import Role
+from serve_app.models import (
+    AdjustOp,
+    BatchBody,
+    BatchOut,
+    CommitOp,
+    Operation,
+    ReleaseOp,
+    ReserveOp,
+    SetOp,
+)
+from serve_app.problems import Problem, problem_of
 from serve_app.render import reservation_body, sku_body
+from serve_app.routing import (
+    COMMON_RESPONSES,
+    IdempotencyKeyChecked,
+    Writer,
+    json_response,
+    service_of,
+)
 from serve_app.service import Caller, Service, scoped_key
 
 STOCK_OPERATIONS = (AdjustOp, SetOp)
@@ -103,3 +124,30 @@ async def run(
         result_of(outcome, isinstance(op, ReserveOp))
         for op, outcome in zip(operations, done, strict=True)
     ]
+
+
+def add_batch_route(app: FastAPI) -> None:
+    @app.post(
+        "/v1/batch",
+        response_model=BatchOut,
+        responses=COMMON_RESPONSES,
+        summary="Up to 10,000 independent operations; each durable before the answer",
+    )
+    async def batch(
+        request: Request,
+        body: BatchBody,
+        caller: Writer,
+        idempotency_key: IdempotencyKeyChecked = None,
+    ) -> Response:
+        if caller.role < Role.ADMIN and any(
+            isinstance(op, STOCK_OPERATIONS) for op in body.operations
+        ):
+            raise Problem(
+                "forbidden",
+                403,
+                "adjust and set operations need the admin role",
+                headers=caller.headers,
+            )
+        service = service_of(request)
+        results = await run(service, caller, body.operations)
+        return json_response({"results": results}, headers=caller.headers)

@@ -211,7 +211,7 @@ async def _sku_events(
 ) -> AsyncIterator[tuple[int, int, int | None, list[tuple[int, dict[str, Any]]]]]:
     """Pages of the SKU's events, newest first: (first LSN the log keeps, that record's time,
     records read so far, [(at_ms, event)]). At most AS_OF_RECORDS_MAX records are read."""
-    shard_id = service.client.partition.shard_of_sku(sku)
+    shard_id = service.client.partition.owner(sku=sku)
     shard = service.client.shards[shard_id]
     needle = json.dumps(sku)
     before_lsn, read = 2**62, 0

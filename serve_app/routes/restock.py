@@ -17,7 +17,6 @@ from inventory_actors.restock.file_reader import FileFormat, RestockFileError, r
 from inventory_actors.restock.job import job_spec
 from inventory_actors.restock.runtime import jobs_actor
 from inventory_actors.shard.errors import IdempotencyKeyReused
-from inventory_actors.shard.partitioning import slot_of
 from inventory_actors.shard.protocol import Submission
 from persistence.jobs_store import JobRecord
 from serve_app.problems import Problem, not_found, problem_of, validation
@@ -86,7 +85,7 @@ async def _claim(service: Service, caller: Caller, key: str | None, request_prin
     scoped = scoped_key(caller, key)
     if scoped is None:
         return
-    shard_id = service.client.partition.shard_of_slot(slot_of(scoped))
+    shard_id = service.client.partition.owner(key=scoped)
     claim = Submission(ClaimKey(shard_id), step_key(scoped, "claim"), request_print)
     [outcome] = await service.coalescer.submit(shard_id, [claim])
     if isinstance(outcome.value, IdempotencyKeyReused):

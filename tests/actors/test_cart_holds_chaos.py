@@ -5,7 +5,6 @@ import os
 import random
 import signal
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -46,7 +45,7 @@ def skus_per_shard(client: InventoryClient, per_shard: int) -> list[str]:
     n = 0
     while any(len(names) < per_shard for names in found.values()):
         name = f"C-{n}"
-        names = found[client.partition.shard_of_sku(name)]
+        names = found[client.partition.owner(sku=name)]
         if len(names) < per_shard:
             names.append(name)
         n += 1
@@ -168,7 +167,7 @@ def test_random_carts_under_shard_kills_end_consistently(make_client: ClientFact
         # Every part on every shard agrees with the home's decision.
         parts = ray.get([shard.get_hold.remote(rid) for shard in client.shards], timeout=30)
         for shard_id, part in enumerate(parts):
-            if isinstance(part, HoldView) and shard_id != client.partition.shard_of_hold(rid):
+            if isinstance(part, HoldView) and shard_id != client.partition.owner(hold=rid):
                 assert part.status is home_view.status, (rid, shard_id, part, home_view)
     views = client.get_skus(skus)
     for sku, view in zip(skus, views, strict=True):
@@ -187,13 +186,26 @@ def test_an_expired_cart_frees_every_shard_within_two_seconds_without_requests(
     hold = client.reserve([LineRequest(sku, 2) for sku in skus], ttl_seconds=1)
     assert hold.status is HoldStatus.ACTIVE
     assert all(view is not None and view.reserved == 2 for view in client.get_skus(skus))
-    deadline_s = hold.expires_at_ms / 1000 + 2.0
+    deadline_ms = hold.expires_at_ms + 2_000
 
     def freed() -> bool:
         views = client.get_skus(skus)
         return all(view is not None and view.available == 5 for view in views)
 
     wait_for(freed, 10, "every line to be available again")
-    assert time.time() <= deadline_s, "units came back later than 2 s after expires_at"
+    # Each shard records when it freed its part; on a loaded machine the reads above may see
+    # it later than that, so the bound is checked on the records.
+    parts = ray.get([shard.get_hold.remote(hold.hold_id) for shard in client.shards], timeout=30)
+    late = [
+        (shard_id, part)
+        for shard_id, part in enumerate(parts)
+        if not (
+            isinstance(part, HoldView)
+            and part.status is HoldStatus.EXPIRED
+            and part.finished_at_ms is not None
+            and part.finished_at_ms <= deadline_ms
+        )
+    ]
+    assert not late, f"not freed within 2 s after expires_at {hold.expires_at_ms}: {late}"
     view = client.get_hold(hold.hold_id)
     assert view is not None and view.status is HoldStatus.EXPIRED

@@ -100,7 +100,7 @@ def test_export_writes_every_level_with_versions_and_each_shards_lsn(
     assert lsns == {s.shard_id: s.last_lsn for s in statuses}
     for shard_id, lsn in lsns.items():
         assert all(
-            client.partition.shard_of_sku(row["sku"]) == shard_id
+            client.partition.owner(sku=row["sku"]) == shard_id
             for row in table.filter(pc.equal(table["shard"], shard_id)).to_pylist()
         )
         assert lsn > 0

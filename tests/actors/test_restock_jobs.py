@@ -20,6 +20,7 @@ from inventory_actors.domain import LineRequest
 from inventory_actors.restock.book import Begun
 from inventory_actors.restock.job import JobFailed, JobRunner, job_spec
 from inventory_actors.restock.runtime import jobs_actor, restock_task
+from inventory_actors.shard.partitioning import PartitionMap
 from inventory_actors.shard.protocol import ShardStatus
 from inventory_cli.restock import restock_command
 from persistence.jobs_store import JobRecord
@@ -313,3 +314,27 @@ def test_a_job_id_sent_again_with_other_content_fails_and_applies_none_of_it(
     assert runner.progress.rows_applied == 0
     skus = sorted(set(table.column("sku").to_pylist()))
     assert on_hand(client, skus) == expected_on_hand(table, "delta")
+
+
+def test_a_job_that_splits_by_a_wrong_map_fails_at_once_and_applies_nothing(
+    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+) -> None:
+    """Every part reaches a shard that does not own its rows: each shard refuses, and the job
+    fails without retrying (the same map would send the part to the same shard again)."""
+    client, _, _ = cluster
+    first, _, table = two_files(tmp_path)
+    count = client.partition.shard_count
+    shifted = PartitionMap(count, tuple((shard + 1) % count for shard in client.partition.slots))
+    spec = job_spec(first, "delta", "parquet", first.name, "misrouted-1")
+    runner = JobRunner(
+        spec,
+        shifted,
+        lambda part: client.shards[part.shard_id].restock.remote(part),
+        lambda _: True,
+        retry_deadline_seconds=300.0,
+    )
+    with pytest.raises(JobFailed, match="misrouted"):
+        runner.run(first)
+    assert runner.progress.rows_applied == 0
+    skus = sorted(set(table.column("sku").to_pylist()))
+    assert client.get_skus(skus) == [None] * len(skus)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inventory_actors.restock.partition import shard_ids_of, split_by_shard
-from inventory_actors.shard.partitioning import SLOT_COUNT, PartitionMap
+from inventory_actors.shard.partitioning import PartitionMap
 
 ID_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-"
 SHARD_COUNTS = (1, 2, 3, 4, 7, 16, 1024)
@@ -35,9 +35,9 @@ def test_the_shard_of_each_sku_is_the_partition_maps(
     partition = (
         shuffled_map(shard_count, len(skus)) if shuffled else PartitionMap.initial(shard_count)
     )
-    shard_ids = shard_ids_of(pa.array(skus, pa.string()), partition.slots)
+    shard_ids = shard_ids_of(pa.array(skus, pa.string()), partition)
     assert shard_ids.type == pa.int32()
-    assert shard_ids.to_pylist() == [partition.shard_of_sku(sku) for sku in skus]
+    assert shard_ids.to_pylist() == [partition.owner(sku=sku) for sku in skus]
 
 
 @settings(max_examples=50, deadline=None)
@@ -45,27 +45,22 @@ def test_the_shard_of_each_sku_is_the_partition_maps(
 def test_a_chunked_sku_column_gets_the_same_shards(chunks: list[list[str]], count: int) -> None:
     partition = PartitionMap.initial(count)
     skus = pa.chunked_array(chunks, pa.string())
-    expected = [partition.shard_of_sku(sku) for chunk in chunks for sku in chunk]
-    assert shard_ids_of(skus, partition.slots).to_pylist() == expected
+    expected = [partition.owner(sku=sku) for chunk in chunks for sku in chunk]
+    assert shard_ids_of(skus, partition).to_pylist() == expected
 
 
 def test_repeated_skus_and_a_large_string_column_get_the_same_shards() -> None:
     partition = PartitionMap.initial(7)
     skus = [f"sku-{i % 13}" for i in range(500)]
-    expected = [partition.shard_of_sku(sku) for sku in skus]
-    assert shard_ids_of(pa.array(skus, pa.large_string()), partition.slots).to_pylist() == expected
+    expected = [partition.owner(sku=sku) for sku in skus]
+    assert shard_ids_of(pa.array(skus, pa.large_string()), partition).to_pylist() == expected
     dictionary = pa.array(skus).dictionary_encode()
-    assert shard_ids_of(dictionary, partition.slots).to_pylist() == expected
+    assert shard_ids_of(dictionary, partition).to_pylist() == expected
 
 
 def test_a_null_sku_has_no_shard() -> None:
-    shard_ids = shard_ids_of(pa.array(["a", None, "b"]), PartitionMap.initial(4).slots)
+    shard_ids = shard_ids_of(pa.array(["a", None, "b"]), PartitionMap.initial(4))
     assert shard_ids.to_pylist()[1] is None
-
-
-def test_a_map_of_the_wrong_size_is_refused() -> None:
-    with pytest.raises(ValueError, match="slots"):
-        shard_ids_of(pa.array(["a"]), [0] * (SLOT_COUNT - 1))
 
 
 def good_table(skus: list[str]) -> pa.Table:
@@ -95,11 +90,11 @@ def test_splitting_keeps_every_row_once_in_file_order_per_shard(
     by_shard = split_by_shard(good, partition)
     expected: dict[int, list[int]] = {}
     for row, sku in enumerate(skus, start=1):
-        expected.setdefault(partition.shard_of_sku(sku), []).append(row)
+        expected.setdefault(partition.owner(sku=sku), []).append(row)
     assert {shard: table.column("row").to_pylist() for shard, table in by_shard.items()} == expected
     for shard, table in by_shard.items():
         assert table.schema == good.schema
-        assert all(partition.shard_of_sku(sku) == shard for sku in table.column("sku").to_pylist())
+        assert all(partition.owner(sku=sku) == shard for sku in table.column("sku").to_pylist())
     assert sum(table.num_rows for table in by_shard.values()) == good.num_rows
 
 

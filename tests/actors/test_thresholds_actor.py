@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ray
 
 def _sku_on(client: InventoryClient, shard: int, prefix: str) -> str:
     index = 0
-    while client.partition.shard_of_sku(f"{prefix}-{index}") != shard:
+    while client.partition.owner(sku=f"{prefix}-{index}") != shard:
         index += 1
     return f"{prefix}-{index}"
 

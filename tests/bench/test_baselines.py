@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.ports import free_port
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = {

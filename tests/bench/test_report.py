@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bench.report import main, summarize, write_report
+from bench.report import main, write_report
+from bench.report_figures import summarize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from chaos.checker import FinalState, check
+from chaos.checker import check
 from chaos.history import History, Kind, Op
+from chaos.verdict import FinalState
 
 SKU = "A-1"
 

@@ -41,7 +41,7 @@ def sku_on(shard: int, tag: str = "") -> str:
     """A SKU name that the partition map puts on `shard`."""
     for n in range(10_000):
         name = f"sku-{tag}{n}"
-        if PARTITION.shard_of_sku(name) == shard:
+        if PARTITION.owner(sku=name) == shard:
             return name
     raise AssertionError("no SKU found")
 
@@ -70,6 +70,8 @@ class Shards:
             lambda: clock_ms() + self.offset_ms.get(shard, 0),
             CONFIG,
             self.call,
+            # As in production: each shard checks that what it is sent is its own.
+            partition=PARTITION,
         )
         core.start()
         return core
@@ -88,7 +90,7 @@ class Shards:
             await core.stop()
 
     def level(self, sku: str) -> tuple[int, int]:
-        core = self.cores[PARTITION.shard_of_sku(sku)]
+        core = self.cores[PARTITION.owner(sku=sku)]
         view = core.read_skus([sku])[0]
         assert view is not None
         return view.on_hand, view.reserved
@@ -103,6 +105,8 @@ def run(scenario: Callable[[Shards], "asyncio.Future[None] | object"], tmp_path:
         shards = Shards(tmp_path)
         try:
             await scenario(shards)  # type: ignore[misc]
+            # Every step of the protocol reaches a shard that owns what it names.
+            assert [core.counters.misrouted for core in shards.cores] == [0] * SHARDS
         finally:
             await shards.stop()
 
@@ -112,7 +116,7 @@ def run(scenario: Callable[[Shards], "asyncio.Future[None] | object"], tmp_path:
 async def stock(shards: Shards, skus: Sequence[str], on_hand: int) -> None:
     for sku in skus:
         command = AdjustStock(sku, "wh", on_hand, "received")
-        outcome = (await shards.call(PARTITION.shard_of_sku(sku), [Submission(command)]))[0]
+        outcome = (await shards.call(PARTITION.owner(sku=sku), [Submission(command)]))[0]
         assert outcome.ok
 
 
@@ -133,7 +137,7 @@ def test_a_cart_over_three_shards_is_placed_committed_and_settled(tmp_path: Path
         assert sorted(line.sku for line in placed.value.lines) == sorted(skus)
         assert [shards.level(sku) for sku in skus] == [(5, 2)] * 3
         rid = placed.value.hold_id
-        home = PARTITION.shard_of_hold(rid)
+        home = PARTITION.owner(hold=rid)
         committed = (await shards.call(home, [Submission(CommitHold(rid))]))[0]
         assert isinstance(committed.value, HoldView)
         assert committed.value.status is HoldStatus.COMMITTED
@@ -209,7 +213,7 @@ async def released_while_shard_2_is_down(shards: Shards, skus: Sequence[str]) ->
     placed = await place_reservation(shards.call, PARTITION, cart(skus))
     assert isinstance(placed.value, HoldView)
     rid = placed.value.hold_id
-    assert PARTITION.shard_of_hold(rid) == 0
+    assert PARTITION.owner(hold=rid) == 0
     shards.down.add(2)
     released = (await shards.call(0, [Submission(ReleaseHold(rid))]))[0]
     assert released.ok
@@ -262,7 +266,7 @@ def test_a_refused_decision_is_counted_and_not_retried_forever(tmp_path: Path) -
         placed = await place_reservation(shards.call, PARTITION, cart(skus))
         assert isinstance(placed.value, HoldView)
         rid = placed.value.hold_id
-        assert PARTITION.shard_of_hold(rid) == 0
+        assert PARTITION.owner(hold=rid) == 0
         # A broken protocol: shard 1 ends its part on its own, then the home commits.
         out_of_band = await shards.call(1, [Submission(SettleHold(rid, "released"))])
         assert out_of_band[0].ok
@@ -323,7 +327,7 @@ def test_snapshots_carry_reservations_and_coordinated_parts(tmp_path: Path) -> N
         assert isinstance(active.value, HoldView) and isinstance(committed.value, HoldView)
         rid = committed.value.hold_id
         shards.down.add(2)  # so the commit stays unsettled for shard 2
-        home = PARTITION.shard_of_hold(rid)
+        home = PARTITION.owner(hold=rid)
         assert (await shards.call(home, [Submission(CommitHold(rid))]))[0].ok
         await poll(lambda: shards.level(skus[1]) == (8, 1), "shard 1 told")
         await poll(lambda: shards.cores[home].ledger.unsettled[rid].unsettled == (2,), "marked")
@@ -377,7 +381,7 @@ def test_a_coordinator_dying_at_any_step_leaves_every_shard_consistent(
         command = cart(skus)
         with pytest.raises(CoordinatorDied):
             await place_reservation(dying_send, PARTITION, command, lease_ms=300)
-        rid, home = command.hold_id, PARTITION.shard_of_hold(command.hold_id)
+        rid, home = command.hold_id, PARTITION.owner(hold=command.hold_id)
         activated = calls == 3 and sent  # the fourth call, activation, reached the home
         if activated:
             view = shards.cores[home].read_hold(rid)

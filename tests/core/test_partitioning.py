@@ -17,6 +17,7 @@ from inventory_actors.shard.partitioning import (
     shard_path,
     slot_of,
     slot_of_hold,
+    slots_of,
 )
 
 
@@ -86,9 +87,43 @@ def test_any_hold_id_without_a_minus_sign_maps_to_a_slot_in_range(tail: str) -> 
 def test_the_initial_map_spreads_slots_round_robin() -> None:
     partition = PartitionMap.initial(3)
     assert partition.slots[:6] == (0, 1, 2, 0, 1, 2)
-    assert partition.shard_of_slot(4095) == 4095 % 3
-    assert partition.shard_of_sku("123456789") == 2342 % 3
-    assert partition.shard_of_hold(new_hold_id(10)) == 10 % 3
+    assert partition.owner(slot=4095) == 4095 % 3
+    assert partition.owner(sku="123456789") == 2342 % 3
+    assert partition.owner(hold=new_hold_id(10)) == 10 % 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.sampled_from([1, 2, 3, 7, 1024]))
+def test_the_owner_of_a_sku_a_key_and_a_hold_is_the_owner_of_its_slot(
+    text: str, shard_count: int
+) -> None:
+    partition = PartitionMap.initial(shard_count)
+    assert partition.owner(sku=text) == partition.owner(slot=slot_of(text))
+    # An idempotency key's claim is placed like a SKU.
+    assert partition.owner(key=text) == partition.owner(sku=text)
+    assert partition.owner(hold=text) == partition.owner(slot=slot_of_hold(text))
+    hold_id = new_hold_id(slot_of(text), text.encode())
+    assert partition.owner(hold=hold_id) == partition.owner(sku=text)
+
+
+@pytest.mark.parametrize(
+    "named", [{}, {"sku": "A", "hold": "A"}, {"sku": "A", "slot": 1}, {"key": "k", "hold": "h"}]
+)
+def test_the_owner_is_asked_of_exactly_one_thing(named: dict[str, object]) -> None:
+    with pytest.raises(TypeError, match="exactly one"):
+        PartitionMap.initial(2).owner(**named)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("slot", [-1, SLOT_COUNT])
+def test_the_owner_of_a_slot_outside_the_map_is_refused(slot: int) -> None:
+    with pytest.raises(ValueError, match="slot"):
+        PartitionMap.initial(2).owner(slot=slot)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=20), max_size=50))
+def test_the_slots_of_many_skus_are_their_slots(skus: list[str]) -> None:
+    assert slots_of(skus) == {slot_of(sku) for sku in skus}
 
 
 @pytest.mark.parametrize("count", [0, -1, 1025])

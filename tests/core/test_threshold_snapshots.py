@@ -3,9 +3,9 @@
 import asyncio
 
 from inventory_actors.domain import AdjustStock, SetStock, SetThreshold, StockRecovered
+from inventory_actors.domain.snapshot_io import THRESHOLDS
 from inventory_actors.shard.codec import decode_events
 from inventory_actors.shard.config import ShardConfig
-from inventory_actors.shard.snapshots import THRESHOLDS
 from persistence import MemoryShardStore
 from tests.core.test_shard_core import Clock, make_core, ok, run
 

@@ -29,6 +29,7 @@ from inventory_actors.domain import (
 from inventory_actors.shard.codec import encode_command
 from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
+    NotOwner,
     Overloaded,
     ServiceError,
     ShardUnavailable,
@@ -60,6 +61,7 @@ OUTCOMES = [
     Outcome(ShardUnavailable(3, "shard is recovering")),
     Outcome(StorageFailure(1, "write failed: disk I/O error")),
     Outcome(IdempotencyKeyReused("key-1")),
+    Outcome(NotOwner(1, "reservation", "r_00a" + "b" * 20, 2)),
 ]
 
 

@@ -26,15 +26,16 @@ from inventory_actors.domain import (
     SetThreshold,
     TransferStock,
 )
+from inventory_actors.domain.snapshot_io import HOLD_COLUMNS, SKU_COLUMNS, THRESHOLDS
 from inventory_actors.shard.codec import (
+    REPLAY_DECODERS,
     decode_events,
     decode_rows,
     encode_command,
     encode_events,
     encode_rows,
 )
-from inventory_actors.shard.recovery import REPLAY_DECODERS, recover_ledger
-from inventory_actors.shard.snapshots import HOLD_COLUMNS, SKU_COLUMNS, THRESHOLDS
+from inventory_actors.shard.recovery import recover_ledger
 from persistence import LogRecord, MemoryShardStore, ShardStore, SqliteShardStore
 
 SKUS = ("A", "B", "C")
@@ -182,7 +183,7 @@ def test_no_sequence_of_commands_breaks_an_invariant_and_replay_gives_the_same_s
         assert decode_events(text) == applied.events
         for event in decode_events(text):
             decoded.apply(event, applied.at_ms)
-        # Recovery's own decoders build the same events, of the same types.
+        # The codec's replay decoders build the same events, of the same types.
         fast = [REPLAY_DECODERS[row[0]](row) for row in decode_rows(text)]
         assert fast == applied.events
         assert [type(e) for e in fast] == [type(e) for e in applied.events]

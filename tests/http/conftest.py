@@ -13,7 +13,7 @@ import pytest
 import ray
 from ray import serve
 
-from bench.ports import free_port
+from harness.ports import free_port
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.shard.partitioning import PartitionMap
 from serve_app.deployment import deploy
@@ -48,7 +48,7 @@ class HttpApp:
         """A SKU no other test uses, owned by `shard` if given."""
         while True:
             sku = f"{prefix}-{uuid.uuid4().hex[:16]}"
-            if shard is None or self.partition.shard_of_sku(sku) == shard:
+            if shard is None or self.partition.owner(sku=sku) == shard:
                 return sku
 
     def shard_actor(self, shard: int) -> Any:

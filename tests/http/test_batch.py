@@ -141,7 +141,7 @@ def test_more_waiting_than_a_replica_queues_for_a_shard_is_overloaded(
 ) -> None:
     """A replica queues at most 20,000 commands per shard; six full batches at once for one
     shard overflow it. (Cheap commands: commits of reservations that do not exist.)"""
-    slot = next(s for s in range(4096) if http_app.partition.shard_of_slot(s) == 0)
+    slot = next(s for s in range(4096) if http_app.partition.owner(slot=s) == 0)
     operations = [{"op": "commit", "reservation_id": new_hold_id(slot)} for _ in range(BATCH_MAX)]
     answers = asyncio.run(_flood(http_app, {"operations": operations}))
     assert [a.status_code for a in answers] == [200] * FLOOD_BATCHES

@@ -53,7 +53,7 @@ def test_a_replayed_adjustment_keeps_the_version(http_app: HttpApp, http: httpx.
         422,
         "idempotency-key-reused",
     )
-    neighbour = http_app.sku(shard=http_app.partition.shard_of_sku(sku))
+    neighbour = http_app.sku(shard=http_app.partition.owner(sku=sku))
     elsewhere = http.post(f"/v1/skus/{neighbour}/adjustments", json=body, headers=headers)
     assert_problem(elsewhere, 422, "idempotency-key-reused")
     assert sku_view(http, http_app, sku) == view

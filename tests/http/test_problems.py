@@ -210,7 +210,7 @@ def test_unknown_things_are_404(http_app: HttpApp, http: httpx.Client) -> None:
 
 def test_short_stock_is_409_with_the_short_lines(http_app: HttpApp, http: httpx.Client) -> None:
     sku = http_app.sku()
-    missing = http_app.sku(shard=http_app.partition.shard_of_sku(sku))
+    missing = http_app.sku(shard=http_app.partition.owner(sku=sku))
     stock(http, http_app, sku, 3)
     answer = http.post(
         "/v1/reservations",

@@ -22,14 +22,15 @@ from inventory_actors.domain import (
 )
 from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
+    NotOwner,
     Overloaded,
     ShardUnavailable,
     StorageFailure,
 )
-from serve_app.app import expected_version
 from serve_app.deployment import settings_from
 from serve_app.problems import Problem, problem_of
 from serve_app.render import reservation_body, rfc3339, sku_body
+from serve_app.routes.stock import expected_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
         (Overloaded("full"), 503, "overloaded"),
         (ShardUnavailable(3, "down"), 503, "shard-unavailable"),
         (StorageFailure(3, "disk"), 503, "shard-unavailable"),
+        (NotOwner(1, "SKU", "A", 2), 500, "shard-misrouted"),
     ],
 )
 def test_every_error_has_its_documented_status_and_type(
@@ -58,6 +60,13 @@ def test_every_error_has_its_documented_status_and_type(
     assert body["title"] and body["detail"]
     if status in (429, 503):
         assert int(problem.headers["Retry-After"]) >= 1
+
+
+def test_a_misrouted_command_is_a_server_error_that_a_retry_does_not_fix() -> None:
+    problem = problem_of(NotOwner(1, "SKU", "A-1", 2))
+    assert "Retry-After" not in problem.headers
+    assert problem.body()["shard"] == 1
+    assert problem.detail == "shard 1 does not own SKU 'A-1': shard 2 does"
 
 
 def test_short_lines_are_listed_without_a_location_the_service_would_choose() -> None:

@@ -123,7 +123,7 @@ def test_a_key_claimed_by_another_request_runs_nothing(tmp_path: Path) -> None:
     assert isinstance(outcome.value, IdempotencyKeyReused) and outcome.value.key == "k1"
     # Only the claim was sent, to the key's own shard.
     assert [(shard, [type(s.command) for s in subs]) for shard, subs in client.calls] == [
-        (client.partition.shard_of_slot(slot_of("k1")), [ClaimKey])
+        (client.partition.owner(key="k1"), [ClaimKey])
     ]
 
 

@@ -1,0 +1,1 @@
+"""Helpers that the benchmarks, the fault-injection runs and the tests share."""
