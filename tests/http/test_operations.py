@@ -171,7 +171,7 @@ def test_a_request_id_reaches_the_shards_json_log(http: httpx.Client, http_app: 
     shard_line, api_line = lines["shard"], lines["api"]
     assert rid in shard_line["request_ids"]
     assert shard_line["commands"] == {"AdjustStock": 1}
-    assert shard_line["shard"] == http_app.partition.shard_of_sku(sku)
+    assert shard_line["shard"] == http_app.partition.owner(sku=sku)
     assert api_line["request_id"] == rid
     assert api_line["status"] == 200
     assert api_line["route"] == "/v1/skus/{sku}/adjustments"
