@@ -22,7 +22,8 @@ from serve_app.service import Service
 
 log = logging.getLogger("inventory.api")
 
-CONSOLE_DIR = Path(__file__).parent / "console"
+# The console ships inside the serve_app package, beside this routes folder.
+CONSOLE_DIR = Path(__file__).resolve().parents[1] / "console"
 CONSOLE_FILES = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",

@@ -73,7 +73,12 @@ def test_metrics_exist_with_their_documented_names_and_move(
     )
     assert_problem(too_big, 413, "payload-too-large")
     # Counters show once they have counted; these count only failures, none here.
-    rare = {names.SHARD_OVERLOADED, names.SHARD_STORAGE_FAILURES, names.SHARD_SETTLE_REFUSED}
+    rare = {
+        names.SHARD_OVERLOADED,
+        names.SHARD_STORAGE_FAILURES,
+        names.SHARD_SETTLE_REFUSED,
+        names.SHARD_MISROUTED,
+    }
     expected = {
         series
         for spec in names.ALL_METRICS
