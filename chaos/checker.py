@@ -1,13 +1,14 @@
 """The checker, in the style of Jepsen's bank test: a history and the final state in, the
 violations out. Pure: no HTTP, no Ray, no clock. docs/chaos.md lists what must hold; this module
-checks what clients saw, `chaos.state_checks` what the service holds at the end."""
+checks what clients saw, `chaos.refusals` every refusal, `chaos.state_checks` what the service
+holds at the end."""
 
 import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from chaos import state_checks
+from chaos import refusals, state_checks
 from chaos.history import History, Kind, Op, Outcome
 from chaos.verdict import FinalState, Verdict, Violation
 
@@ -19,11 +20,18 @@ def check(history: History, final: FinalState) -> Verdict:
         *_views(history, final, checked),
         *_versions(history, final, checked),
         *_unresolved(history, checked),
+        *refusals.refusals(history, final, checked),
+        *refusals.refused_changed_nothing(history, final, checked),
+        *refusals.key_reuses(history, checked),
+        *_retry_after(history, checked),
         *state_checks.acknowledged_holds(history, final, checked),
+        *state_checks.hold_statuses(history, final, checked),
         *state_checks.reserved_levels(final, checked),
         *state_checks.conservation(history, final, checked),
         *state_checks.feed_references(history, final, checked),
         *state_checks.feed_chains(final, checked),
+        *state_checks.cursor_reads(final.feed, final.cursor_reads, checked),
+        *([Violation("cursor", final.feed_broken)] if final.feed_broken else []),
         *_replays(history, checked),
         *state_checks.restocks(final, checked),
         *state_checks.integrity(final, checked),
@@ -100,25 +108,53 @@ def _version_order(sku: str, views: list[tuple[float, float, int]]) -> Iterator[
 
 
 def _unresolved(history: History, checked: Counter[str]) -> Iterator[Violation]:
-    for op in history.mutations():
+    for op in history.keyed():
         if op.outcome is Outcome.UNKNOWN:
             checked["unknown outcomes"] += 1
             if op.final_outcome is Outcome.UNKNOWN:
-                yield Violation("unresolved", f"op {op.op_id} {op.kind} {op.path}: no answer")
+                last = op.final
+                said = last.answer.get("detail") if isinstance(last.answer, dict) else None
+                yield Violation(
+                    "unresolved",
+                    f"op {op.op_id} {op.kind} {op.path}: still {last.status or 'no answer'} "
+                    f"after {1 + len(op.retries)} attempts ({said})",
+                )
+
+
+def _retry_after(history: History, checked: Counter[str]) -> Iterator[Violation]:
+    """The service's 429 and 503 answers (problem+json: not a proxy's) carry Retry-After."""
+    for op in history.ops:
+        for attempt in op.attempts():
+            if attempt.status in (429, 503) and attempt.problem is not None:
+                checked["answers to retry later"] += 1
+                if "Retry-After" not in attempt.headers:
+                    yield Violation(
+                        "headers",
+                        f"op {op.op_id} {op.kind}: {attempt.status} {attempt.problem} "
+                        "without Retry-After",
+                    )
 
 
 def _replays(history: History, checked: Counter[str]) -> Iterator[Violation]:
+    """A replay of an acknowledged request, whatever it is answered (but no answer, or a
+    5xx), gets the stored status and body back, marked `Idempotent-Replayed: true`."""
     by_id = {op.op_id: op for op in history.ops}
     for op in history.ops:
-        if op.kind is not Kind.REPLAY or op.replay_of is None or op.outcome is not Outcome.OK:
+        if op.kind is not Kind.REPLAY or op.replay_of is None:
             continue
-        first = by_id[op.replay_of]
-        if first.outcome is not Outcome.OK:
+        got, stored = op.final, by_id[op.replay_of].final
+        if got.outcome is Outcome.UNKNOWN or stored.outcome is not Outcome.OK:
             continue
         checked["replays"] += 1
-        if (op.status, op.answer) != (first.status, first.answer):
+        if (got.status, got.answer) != (stored.status, stored.answer):
             yield Violation(
                 "replay",
-                f"op {op.op_id} sent op {first.op_id} again with its key and got "
-                f"{op.status} {op.answer}, not {first.status} {first.answer}",
+                f"op {op.op_id} sent op {op.replay_of} again with its key and got "
+                f"{got.status} {got.answer}, not {stored.status} {stored.answer}",
+            )
+        elif got.headers.get("Idempotent-Replayed") != "true":
+            yield Violation(
+                "replay",
+                f"op {op.op_id} replayed op {op.replay_of}'s answer without "
+                f"Idempotent-Replayed: true (headers {got.headers})",
             )

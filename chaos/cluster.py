@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,24 @@ FAST_NODE_DEATH = {"health_check_period_ms": 1_000, "health_check_failure_thresh
 REPLICA_TITLE = f"ray::ServeReplica:{APP_NAME}:"
 
 
-def shard_config() -> ShardConfig:
-    return ShardConfig(
+def shard_config(feed_retention_seconds: float = 0.0) -> ShardConfig:
+    """The run's shards; with a feed retention, they prune their logs during the run (a record
+    goes once it is that old and a newer snapshot has begun, so snapshots come often too)."""
+    config = ShardConfig(
         allow_fault_injection=True,
         expiry_interval_seconds=0.1,
         settle_retry_seconds=0.3,
         # Snapshots during the run, so recovery after a kill often starts from one.
         snapshot_every_records=20_000,
         snapshot_every_seconds=30.0,
+    )
+    if not feed_retention_seconds:
+        return config
+    return replace(
+        config,
+        event_retention_seconds=feed_retention_seconds,
+        housekeeping_interval_seconds=max(feed_retention_seconds / 4, 1.0),
+        snapshot_every_seconds=max(feed_retention_seconds / 2, 1.0),
     )
 
 
@@ -58,7 +68,9 @@ class ChaosCluster:
     client: InventoryClient
 
     @classmethod
-    def start(cls, shards: int, shard_hosts: int, replicas: int) -> "ChaosCluster":
+    def start(
+        cls, shards: int, shard_hosts: int, replicas: int, feed_retention_seconds: float = 0.0
+    ) -> "ChaosCluster":
         haproxy = private_serve_files()
         # Short: Ray's socket paths must stay under about 100 characters.
         ray_temp = Path(tempfile.mkdtemp(prefix="rc"))
@@ -88,7 +100,7 @@ class ChaosCluster:
             data_dir,
             shard_count=shards,
             namespace=namespace,
-            config=shard_config(),
+            config=shard_config(feed_retention_seconds),
             call_timeout_seconds=10.0,
             # Placed by the shard-host resource alone: a killed shard's restart must never
             # wait for CPU that a restock task or a replica took on its node meanwhile.

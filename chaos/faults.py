@@ -22,7 +22,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from chaos.cluster import REPLICA_TITLE, ChaosCluster, add_shard_host
 from chaos.history import FaultRecord, History
 from chaos.workload import LOCATIONS
-from inventory_actors.restock.job import job_spec
+from inventory_actors.restock.job import ROWS_PER_CHUNK, job_spec
 from inventory_actors.restock.runtime import jobs_actor
 from inventory_actors.shard.fault_hooks import Fault
 from inventory_cli.restock import restock_command
@@ -53,6 +53,9 @@ RESTOCK_BEGIN_TIMEOUT_SECONDS = 60.0
 RESTOCK_RUN_TIMEOUT_SECONDS = 600.0
 # Runs of a job's file after the load, until it has succeeded.
 RESTOCK_RUNS_MAX = 3
+# A file that breaks late: its first chunk reads well, a row after it does not parse.
+LATE_BREAK_ROWS = ROWS_PER_CHUNK + 2_000
+REUSED_ID_ROWS = 100
 
 
 class Injector:
@@ -65,8 +68,14 @@ class Injector:
         kinds: tuple[str, ...] = KINDS,
         restock_rows: int = 20_000,
         skus: list[str] | None = None,
+        late_broken_restock: bool = False,
+        reused_job_id: bool = False,
+        clock_ahead_max_seconds: float = max(CLOCK_JUMPS_SECONDS),
     ) -> None:
         self.cluster = cluster
+        self.clock_jumps_seconds = tuple(
+            jump for jump in CLOCK_JUMPS_SECONDS if jump <= clock_ahead_max_seconds
+        )
         self.history = history
         self.rng = random.Random(seed)
         self.now = now
@@ -77,6 +86,12 @@ class Injector:
         # Each restock file's totals per SKU-location, and the re-runs still going.
         self.restocks: list[tuple[str, Path, dict[tuple[str, str], int]]] = []
         self.reruns: list[subprocess.Popen[bytes]] = []
+        # Files the service must refuse whole: one that breaks late (`--late-broken-restock`;
+        # what it is, its job id, its run), and another file under a used job id once the load
+        # is over (`--reused-job-id`).
+        self.late_broken = late_broken_restock
+        self.refused: list[tuple[str, str, subprocess.Popen[bytes]]] = []
+        self.reused_job_id = reused_job_id
         self.actions: dict[str, Callable[[FaultRecord], Awaitable[None]]] = {
             SHARD_KILL: self._shard_kill,
             CRASH_AFTER_COMMIT: self._shard_hook(Fault.CRASH_AFTER_COMMIT),
@@ -147,7 +162,7 @@ class Injector:
             shard = await asyncio.to_thread(self._live_shard)
             value: float = 1
             if fault is Fault.CLOCK_JUMP:
-                value = self.rng.choice(CLOCK_JUMPS_SECONDS)
+                value = self.rng.choice(self.clock_jumps_seconds)
             elif fault is Fault.IO_ERROR:
                 value = self.rng.randint(1, 3)
             record.target = f"shard {shard}"
@@ -210,9 +225,22 @@ class Injector:
         record.detail = f"{applied} of {self.restock_rows} rows applied at the kill"
         # The operator runs the same file again: the job resumes and applies every row once.
         self.reruns.append(self._restock_cli(path))
+        if self.late_broken and not self.refused:
+            self.refused.append(self._late_broken_run())
 
-    def _restock_file(self, path: Path) -> dict[tuple[str, str], int]:
-        rows = self.restock_rows
+    def _late_broken_run(self) -> tuple[str, str, subprocess.Popen[bytes]]:
+        """A file whose first chunk is good and a later row does not parse, run as a job."""
+        path = self.cluster.work_dir / "restock-late-break.csv"
+        rows = LATE_BREAK_ROWS
+        self._restock_file(path, rows)
+        with path.open("a") as file:
+            file.write(f"{self.skus[0]},{LOCATIONS[0]},1,restock,a-fifth-field\n")
+        job_id = "chaos-late-break"
+        what = f"a file that breaks after row {rows}"
+        return what, job_id, self._restock_cli(path, "--job-id", job_id)
+
+    def _restock_file(self, path: Path, rows: int = 0) -> dict[tuple[str, str], int]:
+        rows = rows or self.restock_rows
         skus = [self.rng.choice(self.skus) for _ in range(rows)]
         locations = [self.rng.choice(LOCATIONS) for _ in range(rows)]
         table = pa.table(
@@ -224,10 +252,10 @@ class Injector:
             totals[level] = totals.get(level, 0) + 1
         return totals
 
-    def _restock_cli(self, path: Path) -> subprocess.Popen[bytes]:
+    def _restock_cli(self, path: Path, *extra: str) -> subprocess.Popen[bytes]:
         cluster = self.cluster
         command = restock_command(
-            path, cluster.data_dir, cluster.namespace, cluster.cluster.address
+            path, cluster.data_dir, cluster.namespace, cluster.cluster.address, *extra
         )
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -260,6 +288,35 @@ class Injector:
                     "added": added,
                     "rerun_exit_code": exits[index] if index < len(exits) else None,
                     "extra_runs": extra_runs,
+                }
+            )
+        return found + self._refusals()
+
+    def _refusals(self) -> list[dict[str, Any]]:
+        """The runs the service must refuse whole: the file that breaks late, and (once a job
+        has succeeded) another file under that job's id. Each job keeps what it had."""
+        jobs = jobs_actor(self.cluster.data_dir, self.cluster.namespace)
+        runs = [(what, job_id, run, 0) for what, job_id, run in self.refused]
+        if self.reused_job_id and self.restocks:
+            job_id, path, _ = self.restocks[0]
+            other = path.with_name("restock-reused-id.csv")
+            self._restock_file(other, REUSED_ID_ROWS)
+            run = self._restock_cli(other, "--job-id", job_id)
+            runs.append(("another file under a used job id", job_id, run, self.restock_rows))
+        found: list[dict[str, Any]] = []
+        for what, job_id, run, kept in runs:
+            exit_code = run.wait(RESTOCK_RUN_TIMEOUT_SECONDS)
+            job = ray.get(jobs.get.remote(job_id), timeout=30)
+            found.append(
+                {
+                    "job_id": job_id,
+                    "expect": "refused",
+                    "what": what,
+                    "exit_code": exit_code,
+                    "status": None if job is None else job.status,
+                    "rows_applied": None if job is None else job.rows_applied,
+                    "rows_kept": kept,
+                    "added": {},
                 }
             )
         return found

@@ -1,12 +1,17 @@
-"""The history of a chaos run: every operation a client sent, with what came back. An outcome is
-`ok` (2xx), `fail` (4xx: nothing changed) or `unknown` (no answer, or a 5xx: the change may or
-may not have been made; resolved after the run by sending it again with its key)."""
+"""The history of a chaos run: every operation a client sent, each attempt with what came back
+(status, body, problem type, the headers that matter). An outcome is `ok` (2xx), `fail` (4xx: a
+refusal, which the checker must find rightful) or `unknown` (no answer, or a 5xx: resent with
+its key, at once during the load and again once the run has settled)."""
 
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+# Response headers kept in the history: what a retrying client acts on.
+KEPT_HEADERS = ("Idempotent-Replayed", "Retry-After")
+PROBLEM_PREFIX = "/problems/"
 
 
 class Outcome(StrEnum):
@@ -26,11 +31,15 @@ class Kind(StrEnum):
     QUERY = "query"
     # The same request again, with the same key, as a client does when an answer is lost.
     REPLAY = "replay"
+    # An acknowledged request's key with another body: the contract answers 422.
+    KEY_REUSE = "key-reuse"
 
 
 MUTATIONS = frozenset(
     {Kind.ADJUST, Kind.TRANSFER, Kind.RESERVE, Kind.COMMIT, Kind.RELEASE, Kind.EXTEND}
 )
+# Requests whose unknown outcome is resolved by sending them again with their key.
+KEYED = MUTATIONS | {Kind.KEY_REUSE}
 
 
 def outcome_of(status: int) -> Outcome:
@@ -38,15 +47,41 @@ def outcome_of(status: int) -> Outcome:
     if 200 <= status < 300:
         return Outcome.OK
     if 400 <= status < 500:
-        # 429 and the rest of 4xx: refused before anything changed.
         return Outcome.FAIL
     # 0 (no answer) and 5xx (a shard call may have timed out after the shard took it).
     return Outcome.UNKNOWN
 
 
+def problem_type(answer: Any) -> str | None:
+    """The slug of a problem+json answer's `type` (None for any other answer)."""
+    kind = answer.get("type") if isinstance(answer, dict) else None
+    if isinstance(kind, str) and kind.startswith(PROBLEM_PREFIX):
+        return kind.removeprefix(PROBLEM_PREFIX)
+    return None
+
+
+@dataclass
+class Attempt:
+    """One sending of a request with its key after an earlier one got a 5xx or no answer."""
+
+    started: float
+    ended: float = 0.0
+    status: int = 0
+    answer: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+    # Sent once the run had settled, not at once during the load.
+    after_load: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.status)
+
+
 @dataclass
 class Op:
-    """One request of one client. Times are seconds on the run's monotonic clock."""
+    """One request of one client and its attempts. Times are seconds on the run's monotonic
+    clock. The first attempt's answer is in `status`, `answer`, `headers` and `problem`."""
 
     op_id: int
     client: int
@@ -59,27 +94,40 @@ class Op:
     ended: float = 0.0
     status: int = 0
     answer: Any = None
-    # For REPLAY: the op sent again.
+    headers: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+    # For REPLAY and KEY_REUSE: the acknowledged op whose key this one sends.
     replay_of: int | None = None
-    # For unknown mutations: the answer to sending it again with its key after the run.
-    resolved_status: int = 0
-    resolved_answer: Any = None
-    resolve_attempts: int = 0
+    # Every later attempt, in order; the last one is the op's fate if the first was unknown.
+    retries: list[Attempt] = field(default_factory=list)
+
+    def record(self, status: int, answer: Any, headers: dict[str, str], ended: float) -> None:
+        self.status, self.answer, self.headers = status, answer, headers
+        self.problem, self.ended = problem_type(answer), ended
+
+    def attempts(self) -> Iterator[Attempt]:
+        """Every attempt, the first included, in the order they were sent."""
+        yield Attempt(
+            self.started, self.ended, self.status, self.answer, self.headers, self.problem
+        )
+        yield from self.retries
 
     @property
     def outcome(self) -> Outcome:
         return outcome_of(self.status)
 
     @property
+    def final(self) -> Attempt:
+        """The attempt that decided the op: the last one (no attempt follows a decisive one)."""
+        return self.retries[-1] if self.retries else next(self.attempts())
+
+    @property
     def final_outcome(self) -> Outcome:
-        """The outcome once resolved: an unknown op takes its resolution's."""
-        if self.outcome is Outcome.UNKNOWN and self.resolve_attempts:
-            return outcome_of(self.resolved_status)
-        return self.outcome
+        return self.final.outcome
 
     @property
     def final_answer(self) -> Any:
-        return self.resolved_answer if self.outcome is Outcome.UNKNOWN else self.answer
+        return self.final.answer
 
     @property
     def is_mutation(self) -> bool:
@@ -116,6 +164,9 @@ class History:
     def mutations(self) -> Iterator[Op]:
         return (op for op in self.ops if op.is_mutation)
 
+    def keyed(self) -> Iterator[Op]:
+        return (op for op in self.ops if op.kind in KEYED)
+
     def lines(self) -> Iterator[str]:
         """One JSON object a line: the faults, then the ops (for looking into a failed run)."""
         for fault in self.faults:
@@ -133,5 +184,6 @@ class History:
             else:
                 values = item["op"]
                 values["kind"] = Kind(values["kind"])
+                values["retries"] = [Attempt(**a) for a in values.get("retries", [])]
                 history.ops.append(Op(**values))
         return history

@@ -25,10 +25,21 @@ def markdown(summary: dict[str, Any]) -> str:
         f"| faults injected | {summary['faults']} ({summary['faults_not_injected']} not) |",
         f"| unknown outcomes | {summary['unknown_outcomes']:,} |",
         f"| resolved as | {_pairs(summary['unknown_resolved_as'])} |",
+        f"| retries with the key (at once, after the load) | {_pairs(summary['retries'])} |",
         f"| slowest recovery | {summary['recovery_seconds_max']} s |",
         f"| change-feed events checked | {summary['feed_events']:,} |",
         f"| restock jobs (runs of a file after the load) | {summary.get('restock_jobs', 0)} "
         f"({summary.get('restock_runs_after_load', 0)}) |",
+        *(
+            [f"| restock files to refuse (exit code) | {_pairs(summary['restock_refusals'])} |"]
+            if summary.get("restock_refusals")
+            else []
+        ),
+        *(
+            [f"| shards whose feed was pruned | {summary['feed_pruned_shards']} |"]
+            if "feed_pruned_shards" in summary
+            else []
+        ),
         f"| violations | {summary['violations']} |",
         "",
         "## Faults by kind",
@@ -39,11 +50,15 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "## Operations by kind and outcome",
         "",
-        "| kind | ok | fail | unknown |",
-        "|---|---|---|---|",
+        "First attempt, then after every retry with the key.",
+        "",
+        "| kind | ok | fail | unknown | ok in the end | fail in the end | unknown in the end |",
+        "|---|---|---|---|---|---|---|",
         *(
-            f"| {kind} | {c.get('ok', 0):,} | {c.get('fail', 0):,} | {c.get('unknown', 0):,} |"
+            f"| {kind} | {c.get('ok', 0):,} | {c.get('fail', 0):,} | {c.get('unknown', 0):,} | "
+            f"{e.get('ok', 0):,} | {e.get('fail', 0):,} | {e.get('unknown', 0):,} |"
             for kind, c in summary["operations_by_kind"].items()
+            for e in [summary["final_outcomes_by_kind"].get(kind, {})]
         ),
         "",
         "## What was checked",

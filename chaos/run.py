@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import random
 import sqlite3
 import sys
 import time
@@ -19,7 +20,8 @@ import aiohttp
 
 from chaos.checker import check
 from chaos.cluster import ChaosCluster, environment_for_chaos
-from chaos.faults import KINDS, Injector
+from chaos.faults import CLOCK_JUMPS_SECONDS, KINDS, Injector
+from chaos.feed_watch import FeedWatch
 from chaos.history import History, Outcome
 from chaos.report import write_report
 from chaos.verdict import FinalState, Verdict, Violation
@@ -35,6 +37,7 @@ QUIESCENT_POLL_SECONDS = 0.5
 BROKEN_BUILDS = {
     "skip-idempotency": (Fault.SKIP_IDEMPOTENCY, 1.0),
     "ack-before-commit": (Fault.ACK_BEFORE_COMMIT, 0.2),
+    "refuse-retries": (Fault.REFUSE_RETRIES, 1.0),
 }
 
 
@@ -65,6 +68,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=sorted(BROKEN_BUILDS),
         help="run a deliberately broken build (the checker must catch it)",
     )
+    # Parts of the workload that wait on fixes of the service (docs/chaos.md, Switches).
+    parser.add_argument(
+        "--late-broken-restock",
+        action="store_true",
+        help="also run a restock file that breaks after its first chunk: it must be refused whole",
+    )
+    parser.add_argument(
+        "--reused-job-id",
+        action="store_true",
+        help="after the load, run another file under a used job id: it must be refused",
+    )
+    parser.add_argument(
+        "--feed-retention",
+        type=float,
+        default=0.0,
+        help="seconds of change feed the shards keep (default: 7 days); with it a follower "
+        "reads the feed through the run and pages are read from cursors taken earlier",
+    )
+    parser.add_argument(
+        "--clock-ahead-max",
+        type=float,
+        default=max(CLOCK_JUMPS_SECONDS),
+        help="seconds a clock-jump may move a shard's clock ahead at most (default: all jumps)",
+    )
     parser.add_argument("--out", type=Path, default=Path("artifacts/chaos"))
     return parser.parse_args(argv)
 
@@ -76,7 +103,7 @@ async def stock_levels(session: aiohttp.ClientSession, skus: list[str]) -> dict[
             body = {"on_hand": INITIAL_ON_HAND, "reason": "cycle_count"}
             path = f"/v1/skus/{sku}/locations/{location}"
             for _ in range(20):
-                status, _ = await send(session, "PUT", path, body, f"init-{sku}-{location}")
+                status, _, _ = await send(session, "PUT", path, body, f"init-{sku}-{location}")
                 if status == 200:
                     break
                 await asyncio.sleep(0.5)
@@ -91,7 +118,7 @@ async def run(args: argparse.Namespace) -> tuple[History, Verdict, dict[str, Any
     started = time.monotonic()
     # On this thread: Ray's nodes install signal handlers, which only the main thread may.
     progress(f"starting a cluster of {args.shard_hosts + 1} nodes (seed {args.seed})")
-    cluster = ChaosCluster.start(args.shards, args.shard_hosts, args.replicas)
+    cluster = ChaosCluster.start(args.shards, args.shard_hosts, args.replicas, args.feed_retention)
     figures: dict[str, Any] = {"setup_seconds": round(time.monotonic() - started, 1)}
     try:
         return await _run(args, cluster, figures)
@@ -122,9 +149,16 @@ async def _run(
             tuple(kind for kind in args.faults.split(",") if kind),
             args.restock_rows,
             skus,
+            args.late_broken_restock,
+            args.reused_job_id,
+            args.clock_ahead_max,
         )
         stop = asyncio.Event()
         clients = [Client(n, args.seed, shared).run(session, stop) for n in range(args.clients)]
+        watch = None
+        if args.feed_retention:
+            watch = FeedWatch(shared.now, random.Random(args.seed), args.feed_retention)
+            clients += [watch.follow(session, stop), watch.read_old(session, stop)]
         tasks = [asyncio.create_task(c) for c in clients]
         faults = asyncio.create_task(injector.run(stop, tuple(args.fault_gap)))
         # The run's length is the experiment, not a wait for something to happen.
@@ -134,7 +168,7 @@ async def _run(
         figures["load_seconds"] = round(shared.now(), 1)
         settle_started = time.monotonic()
         try:
-            final = await settle_and_read(args, session, cluster, injector, skus, initial)
+            final = await settle_and_read(args, session, cluster, injector, shared, initial, watch)
         except (TimeoutError, RuntimeError) as error:
             # A service that cannot come back has lost availability, and the checker cannot
             # read what it holds: that alone fails the run.
@@ -142,18 +176,29 @@ async def _run(
             figures["settle_seconds"] = round(time.monotonic() - settle_started, 1)
             return history, Verdict([Violation("availability", repr(error))], Counter()), figures
         figures["settle_seconds"] = round(time.monotonic() - settle_started, 1)
+        if watch is not None:
+            figures["feed_pruned_shards"] = await pruned_shards(session, final.feed)
     figures["feed_events"] = len(final.feed)
-    figures["restock_jobs"] = len(final.restock_jobs)
-    # Runs of a file after the load, because a re-run's driver died as well (see faults.py).
-    figures["restock_runs_after_load"] = sum(job["extra_runs"] for job in final.restock_jobs)
-    figures["restock_rerun_exit_codes"] = dict(
-        Counter(str(job["rerun_exit_code"]) for job in final.restock_jobs)
-    )
+    figures |= restock_figures(final.restock_jobs)
     progress(f"checking {len(history.ops):,} operations")
     verdict = check(history, final)
     if not verdict.ok:
         write_final_state(final, args.out)
     return history, verdict, figures
+
+
+def restock_figures(found: list[dict[str, Any]]) -> dict[str, Any]:
+    jobs = [job for job in found if job.get("expect") != "refused"]
+    return {
+        "restock_jobs": len(jobs),
+        # Runs of a file after the load, because a re-run's driver died as well (faults.py).
+        "restock_runs_after_load": sum(job["extra_runs"] for job in jobs),
+        "restock_rerun_exit_codes": dict(Counter(str(job["rerun_exit_code"]) for job in jobs)),
+        # Files the run expected refused, and how their runs exited.
+        "restock_refusals": {
+            job["what"]: job["exit_code"] for job in found if job.get("expect") == "refused"
+        },
+    }
 
 
 def write_final_state(final: FinalState, out: Path) -> None:
@@ -170,19 +215,20 @@ async def settle_and_read(
     session: aiohttp.ClientSession,
     cluster: ChaosCluster,
     injector: Injector,
-    skus: list[str],
+    shared: Shared,
     initial: dict[Any, int],
+    watch: FeedWatch | None,
 ) -> FinalState:
     """Wait until the service is whole again, resolve every unknown outcome, then read."""
     progress("load stopped; waiting for every shard")
     await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout)
     history = injector.history
     progress("resolving unknown outcomes")
-    await resolve_unknowns(session, history)
+    await resolve_unknowns(session, history, shared.now)
     progress("finishing restock jobs")
     restock_jobs = await asyncio.to_thread(injector.finish_restocks)
     await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout, True)
-    final = await final_state(session, cluster, history, skus, initial)
+    final = await final_state(session, cluster, history, shared.skus, initial, watch)
     final.restock_jobs = restock_jobs
     return final
 
@@ -193,11 +239,13 @@ async def final_state(
     history: History,
     skus: list[str],
     initial: dict[Any, int],
+    watch: FeedWatch | None = None,
 ) -> FinalState:
-    """The SKUs, the reservations and the whole feed, read while every shard's clock stands
-    still: no expiry or lease ends a reservation between the reads, so the SKUs' `reserved` and
-    the reservations' statuses describe one moment (read with the clocks running, expiries land
-    between the reads, and `reserved` disagrees with the statuses by what just expired).
+    """The SKUs, the reservations and the whole feed (the follower's and the rest, if one ran),
+    read while every shard's clock stands still: no expiry or lease ends a reservation between
+    the reads, so the SKUs' `reserved` and the reservations' statuses describe one moment (read
+    with the clocks running, expiries land between the reads, and `reserved` disagrees with
+    the statuses by what just expired).
     Decisions already taken still reach the other shards: the read begins once two reads of the
     SKUs agree, and is taken again if they changed while the reservations were read."""
     hold_ids = sorted({h for op in history.ops if (h := op.hold_id)})
@@ -213,12 +261,19 @@ async def final_state(
         else:
             raise RuntimeError("the stock kept changing while every shard's clock stood still")
         progress("reading the change feed")
-        feed = await read_feed(session)
+        feed = await read_feed(session, watch)
     finally:
         await freeze_clocks(cluster, False)
     progress(f"read {len(feed):,} events; checking the shard files")
     return FinalState(
-        skus=views, holds=holds, feed=feed, integrity=integrity(cluster), initial=initial
+        skus=views,
+        holds=holds,
+        feed=feed,
+        integrity=integrity(cluster),
+        initial=initial,
+        home_shards={h: cluster.client.partition.owner(hold=h) for h in hold_ids},
+        cursor_reads=[] if watch is None else watch.reads,
+        feed_broken=None if watch is None else watch.broken,
     )
 
 
@@ -257,7 +312,7 @@ def progress(what: str) -> None:
 
 async def _get(session: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:
     for _ in range(30):
-        status, answer = await send(session, method, path, body, None)
+        status, answer, _ = await send(session, method, path, body, None)
         if status in (200, 404):
             return answer if status == 200 else None
         await asyncio.sleep(0.5)
@@ -291,9 +346,12 @@ async def read_skus(
     return found
 
 
-async def read_feed(session: aiohttp.ClientSession) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    cursor = None
+async def read_feed(
+    session: aiohttp.ClientSession, watch: FeedWatch | None = None
+) -> list[dict[str, Any]]:
+    """The whole feed: from its start, or what the follower read and the rest."""
+    events: list[dict[str, Any]] = [] if watch is None else list(watch.events)
+    cursor = None if watch is None else watch.cursor
     while True:
         query = f"?limit={FEED_PAGE}" + (f"&cursor={cursor}" if cursor else "")
         page = await _get(session, "GET", f"/v1/events{query}")
@@ -301,6 +359,18 @@ async def read_feed(session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         cursor = page["cursor"]
         if not page["events"]:
             return events
+
+
+async def pruned_shards(session: aiohttp.ClientSession, feed: list[dict[str, Any]]) -> int:
+    """Shards whose oldest event kept now is later than their first one: retention pruned."""
+    first: dict[int, int] = {}
+    for event in feed:
+        first.setdefault(event["shard"], event["lsn"])
+    page = await _get(session, "GET", f"/v1/events?limit={FEED_PAGE}")
+    oldest: dict[int, int] = {}
+    for event in page["events"]:
+        oldest.setdefault(event["shard"], event["lsn"])
+    return sum(1 for shard, lsn in first.items() if oldest.get(shard, lsn + 1) > lsn)
 
 
 def integrity(cluster: ChaosCluster) -> dict[str, str]:
@@ -318,14 +388,32 @@ def integrity(cluster: ChaosCluster) -> dict[str, str]:
 
 def summarize(history: History, verdict: Verdict, figures: dict[str, Any]) -> dict[str, Any]:
     by_kind: dict[str, Counter[str]] = {}
+    finally_by_kind: dict[str, Counter[str]] = {}
     for op in history.ops:
         by_kind.setdefault(op.kind.value, Counter())[op.outcome.value] += 1
-    unknown = [op for op in history.mutations() if op.outcome is Outcome.UNKNOWN]
+        finally_by_kind.setdefault(op.kind.value, Counter())[op.final_outcome.value] += 1
+    unknown = [op for op in history.keyed() if op.outcome is Outcome.UNKNOWN]
+    retries = Counter(
+        "after_load" if retry.after_load else "at_once"
+        for op in history.ops
+        for retry in op.retries
+    )
     return {
         **figures,
         "operations": len(history.ops),
         "operations_by_kind": {kind: dict(counts) for kind, counts in sorted(by_kind.items())},
+        # After every retry: what each operation came to.
+        "final_outcomes_by_kind": {
+            kind: dict(counts) for kind, counts in sorted(finally_by_kind.items())
+        },
+        "retries": dict(retries),
         "unknown_outcomes": len(unknown),
+        # Resolved by the retries made at once, while the load ran.
+        "unknown_resolved_during_load": sum(
+            1
+            for op in unknown
+            if op.final_outcome is not Outcome.UNKNOWN and not op.final.after_load
+        ),
         "unknown_resolved_as": dict(Counter(op.final_outcome.value for op in unknown)),
         "faults": len(history.faults),
         "faults_by_kind": dict(Counter(f.kind for f in history.faults)),

@@ -1,9 +1,11 @@
 """The checks of a chaos run against what the service holds at the end: every acknowledged
-reservation change present, `reserved` and `on_hand` accounted for, the change feed a chain,
-every restock job done, every shard file intact. Pure, like the checker."""
+reservation change present and every status explained, `reserved` and `on_hand` accounted for,
+the change feed a chain from zero (and old cursors continuing it), every restock job done once
+(and the files to refuse refused), every shard file intact. Pure, like the checker."""
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from chaos.history import History, Kind, Outcome
@@ -35,6 +37,46 @@ def acknowledged_holds(
                 f"op {op.op_id} {op.kind} of {hold_id} acknowledged, "
                 f"but the reservation ended {view['status']}",
             )
+
+
+def hold_statuses(
+    history: History, final: FinalState, checked: Counter[str]
+) -> Iterator[Violation]:
+    """Once settled, no reservation is `pending`, and each ended one is explained: committed or
+    released by an acknowledged request, expired at or after its deadline (by its home shard's
+    clock, which decides it and writes the event)."""
+    wanted = {Kind.COMMIT: "committed", Kind.RELEASE: "released"}
+    asked: dict[str, set[str]] = defaultdict(set)
+    for op in history.mutations():
+        if op.kind in wanted and op.final_outcome is Outcome.OK and op.hold_id:
+            asked[op.hold_id].add(wanted[op.kind])
+    expired_at: dict[str, list[str]] = defaultdict(list)
+    for event in final.feed:
+        hold_id = event.get("reservation_id")
+        home = final.home_shards.get(hold_id or "")
+        if event["type"] == "reservation.expired" and home in (None, event["shard"]):
+            expired_at[hold_id or ""].append(event["at"])
+    for hold_id, view in sorted(final.holds.items()):
+        if view is None:
+            continue
+        checked["reservation statuses"] += 1
+        status = view["status"]
+        if status == "pending":
+            yield Violation("status", f"{hold_id} is still pending after the run settled")
+        elif status in ("committed", "released") and status not in asked[hold_id]:
+            yield Violation("status", f"{hold_id} is {status}, but no such request was answered")
+        elif status == "expired" and not any(
+            _moment(at) >= _moment(view["expires_at"]) for at in expired_at[hold_id]
+        ):
+            yield Violation(
+                "status",
+                f"{hold_id} expired at {expired_at[hold_id] or 'no event'}, "
+                f"before its deadline {view['expires_at']}",
+            )
+
+
+def _moment(rfc3339: str) -> datetime:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
 
 
 def units_held(holds: Iterable[dict[str, Any] | None], statuses: frozenset[str]) -> Counter[Level]:
@@ -185,9 +227,10 @@ def feed_chains(final: FinalState, checked: Counter[str]) -> Iterator[Violation]
             continue
         checked["feed events"] += 1
         level = (event["sku"], event["location"])
-        previous = after.get(level)
+        # A level is created by its first change: it starts from nothing.
+        previous = after.get(level, {"on_hand": 0, "reserved": 0})
         before = {name: event["before"][name] for name in ("on_hand", "reserved")}
-        if previous is not None and previous != before:
+        if previous != before:
             yield Violation(
                 "feed",
                 f"{level} lsn {shard}/{lsn} {event['type']}: before {before}, "
@@ -205,14 +248,69 @@ def feed_chains(final: FinalState, checked: Counter[str]) -> Iterator[Violation]
             )
 
 
+Identity = tuple[Any, ...]
+
+
+def identity(event: dict[str, Any]) -> Identity:
+    """What tells one event from another, within its shard's order."""
+    return tuple(event.get(name) for name in ("shard", "lsn", "type", "sku", "location", "version"))
+
+
+def cursor_reads(
+    feed: list[dict[str, Any]], reads: list[dict[str, Any]], checked: Counter[str]
+) -> Iterator[Violation]:
+    """A page read from an old cursor continues each shard's events exactly where the follower
+    stood when it took the cursor (no gap, no repeat), or is 410 `cursor-expired`."""
+    by_shard: dict[int, list[Identity]] = {}
+    for event in feed:
+        by_shard.setdefault(event["shard"], []).append(identity(event))
+    for read in reads:
+        if read["status"] == 0 or read["status"] >= 500:
+            continue
+        checked["old cursors read"] += 1
+        if read["status"] == 410 and read["problem"] == "cursor-expired":
+            checked["old cursors expired"] += 1
+            continue
+        if read["status"] != 200:
+            yield Violation("cursor", f"an old cursor got {read['status']} {read['problem']}")
+            continue
+        seen: Counter[int] = Counter()
+        for item in read["events"]:
+            shard = item[0]
+            at = read["counts"].get(shard, 0) + seen[shard]
+            seen[shard] += 1
+            expected = by_shard.get(shard, [])[at : at + 1]
+            if [item] != expected:
+                yield Violation(
+                    "cursor",
+                    f"a cursor taken at {read['taken_at']:.1f} s, read at {read['read_at']:.1f} s"
+                    f" gave {item} as shard {shard}'s event {at}, not {expected}",
+                )
+                break
+
+
 # -- restock jobs and shard files ------------------------------------------------------------
 
 
 def restocks(final: FinalState, checked: Counter[str]) -> Iterator[Violation]:
+    """Every job applied each row of its file once (one event each); a file the run expected
+    refused (one that breaks late, or another file under a used job id) changed nothing: its
+    run failed, and the job's events are only those of the file it first ran."""
+    events: Counter[str] = Counter()
+    for event in final.feed:
+        if (event.get("reference") or "").startswith("restock:"):
+            events[event["reference"].removeprefix("restock:")] += 1
     for job in final.restock_jobs:
         checked["restock jobs"] += 1
-        if job["status"] != "succeeded" or job["rows_applied"] != job["rows_total"]:
-            yield Violation("restock", f"job {job}")
+        found = events[job["job_id"]]
+        if job.get("expect") == "refused":
+            kept = job["rows_kept"]
+            if job["exit_code"] == 0 or found != kept or job["rows_applied"] not in (None, kept):
+                yield Violation(
+                    "restock", f"{job['what']}: not refused whole ({found} events): {job}"
+                )
+        elif job["status"] != "succeeded" or not job["rows_applied"] == job["rows_total"] == found:
+            yield Violation("restock", f"job with {found} events: {job}")
 
 
 def integrity(final: FinalState, checked: Counter[str]) -> Iterator[Violation]:

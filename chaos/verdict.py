@@ -20,8 +20,15 @@ class FinalState:
     integrity: dict[str, str]
     initial: dict[Level, int]
     # Each restock job's record, with `added`: the units it added per SKU-location, or None
-    # when only some of its rows were applied (conservation then cannot be checked).
+    # when only some of its rows were applied (conservation then cannot be checked). A file the
+    # run expected refused is one too, with `expect: "refused"` (see `state_checks.restocks`).
     restock_jobs: list[dict[str, Any]] = field(default_factory=list)
+    # Each reservation's home shard, which decides its status and writes its expiry.
+    home_shards: dict[str, int] = field(default_factory=dict)
+    # Pages read during the load from cursors taken earlier (`chaos.feed_watch`).
+    cursor_reads: list[dict[str, Any]] = field(default_factory=list)
+    # Why the follower of the feed stopped early, if it did: `feed` is then not the whole feed.
+    feed_broken: str | None = None
 
     @property
     def restocked(self) -> Counter[Level] | None:

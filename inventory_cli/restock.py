@@ -79,16 +79,15 @@ def add_restock_parser(commands: Any, default_data_dir: str) -> None:
 
 
 def _spec(args: argparse.Namespace) -> "JobSpec":
-    import pyarrow.parquet as pq
-
-    from inventory_actors.restock.file_reader import FileFormat, detect_format
+    """The job of the file, once the whole file has been read and found sound: a file that
+    breaks anywhere is refused here, before the job exists (ValueError naming the row)."""
+    from inventory_actors.restock.file_reader import FileFormat, check_file, detect_format
     from inventory_actors.restock.job import job_spec
 
     file_format = FileFormat(args.format) if args.format else detect_format(args.file.name)
+    rows_total = check_file(args.file, file_format)
     spec = job_spec(args.file, args.mode, file_format.value, args.file.name, args.job_id)
-    if file_format is FileFormat.PARQUET:
-        spec = spec._replace(rows_total=pq.ParquetFile(args.file).metadata.num_rows)
-    return spec
+    return spec._replace(rows_total=rows_total)
 
 
 def cmd_restock(args: argparse.Namespace) -> int:
@@ -105,7 +104,7 @@ def cmd_restock(args: argparse.Namespace) -> int:
     try:
         spec = _spec(args)
     except (ValueError, OSError) as error:
-        console.print(f"cannot read {args.file}: {error}")
+        print(f"{args.file} refused, nothing applied: {error}", file=sys.stderr)
         return 2
     if not ray.is_initialized():
         ray.init(address=args.address, namespace=args.namespace, log_to_driver=False)
@@ -116,9 +115,11 @@ def cmd_restock(args: argparse.Namespace) -> int:
     rejects_path = args.rejects or args.file.with_name(args.file.name + ".rejects.csv")
     for _ in range(2):  # a second time only to take over a job whose runner was interrupted
         begun = ray.get(jobs.begin.remote(spec), timeout=60)
+        if begun.reused:
+            print(_reused(spec, begun.record), file=sys.stderr)
+            return 2
         task = None
         if begun.attempt is not None:
-            rejects_path.unlink(missing_ok=True)
             node = ray.get_runtime_context().get_node_id()
             task = restock_task.options(
                 name=task_name(spec),
@@ -139,6 +140,15 @@ def cmd_restock(args: argparse.Namespace) -> int:
             break
     _summarize(console, record, rejects_path if record.rows_rejected and task else None)
     return 0 if record.status == "succeeded" else 1
+
+
+def _reused(spec: "JobSpec", record: JobRecord) -> str:
+    status = "is running" if record.status == "running" else record.status
+    return (
+        f"job id {spec.job_id} was used before for a different file or mode (that job "
+        f"{status}: {record.source}, {record.mode} mode); nothing applied: name this job "
+        "with another --job-id"
+    )
 
 
 def _follow(console: Console, jobs: Any, spec: "JobSpec", task: Any) -> JobRecord:

@@ -1,7 +1,7 @@
-"""Restock jobs' records in one SQLite file of the data directory: what each job is, how far it
-got and how it ended. They report progress; each chunk's idempotency key makes a job exactly
-once, and a finished job's record keeps its file from running again once those keys have
-expired (docs/restock.md, Exactly once)."""
+"""Restock jobs' records in one SQLite file of the data directory: what each job is (its id bound
+to its file's digest), how far it got and how it ended. The chunks a record counts done are
+never sent again, however long after their idempotency keys have expired (docs/restock.md,
+Exactly once)."""
 
 import json
 import sqlite3
@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import sqlite_utils
 
 JOBS_FILE = "restock-jobs.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The first rejects a record keeps (all of them go to the CLI's rejects file).
 REJECTS_KEPT = 100
 
@@ -37,6 +37,9 @@ class JobRecord(NamedTuple):
     finished_at_ms: int | None
     # A running job whose runner has not reported by then has been interrupted.
     lease_until_ms: int
+    # When chunk `chunks_done` was first sent to the shards (None: not yet); its keys are kept
+    # for the shards' idempotency retention from about then.
+    chunk_sent_at_ms: int | None = None
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -90,9 +93,20 @@ class JobsStore:
         version: int = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"jobs file has schema {version}, newer than {SCHEMA_VERSION}")
-        if version < 1:
-            _create_v1(sqlite_utils.Database(self._conn))
+        if version == SCHEMA_VERSION:
+            return
+        # One transaction: a migration cut short leaves the file as it was.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if version < 1:
+                _create_v1(sqlite_utils.Database(self._conn))
+            if version < 2:
+                self._conn.execute("ALTER TABLE jobs ADD COLUMN chunk_sent_at_ms INTEGER")
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def get(self, job_id: str) -> JobRecord | None:
         row = self._conn.execute(

@@ -1,6 +1,6 @@
-"""Webhook subscriptions, their delivery cursors and their dead letters, in one SQLite file of
-the data directory. The cursor is written only after every event before it was delivered or
-dead-lettered, so a restart delivers again rather than skips (at least once)."""
+"""Webhook subscriptions, their delivery cursors, dead letters and Idempotency-Keys, in one
+SQLite file of the data directory. The cursor is written only after every event before it was
+delivered or dead-lettered, so a restart delivers again rather than skips (at least once)."""
 
 import json
 import sqlite3
@@ -11,6 +11,8 @@ import sqlite_utils
 
 WEBHOOKS_FILE = "webhooks.sqlite"
 DEAD_LETTERS_KEPT = 1_000
+# An Idempotency-Key of a subscription is kept this long, as the shards keep theirs by default.
+KEYS_KEPT_MS = 86_400_000
 
 
 class Subscription(NamedTuple):
@@ -56,6 +58,16 @@ def _create(db: sqlite_utils.Database) -> None:
     db["dead_letters"].create_index(["subscription_id", "seq"])  # type: ignore[union-attr]
 
 
+def _create_keys(db: sqlite_utils.Database) -> None:
+    # `answer`: the subscription as first answered, without its secret (a replay shows it).
+    db["idempotency_keys"].create(  # type: ignore[union-attr]
+        {"key": str, "fingerprint": str, "answer": str, "at_ms": int},
+        pk="key",
+        not_null={"fingerprint", "answer", "at_ms"},
+    )
+    db["idempotency_keys"].create_index(["at_ms"])  # type: ignore[union-attr]
+
+
 _SUBSCRIPTION = ", ".join(Subscription._fields)
 
 
@@ -71,14 +83,53 @@ class WebhooksStore:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        if self._conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
             _create(sqlite_utils.Database(self._conn))
             self._conn.execute("PRAGMA user_version = 1")
+        if version < 2:
+            _create_keys(sqlite_utils.Database(self._conn))
+            self._conn.execute("PRAGMA user_version = 2")
 
     def add(self, subscription: Subscription) -> None:
         values = subscription._replace(events=json.dumps(list(subscription.events)))  # type: ignore[arg-type]
         marks = ", ".join("?" * len(Subscription._fields))
         self._conn.execute(f"INSERT INTO subscriptions ({_SUBSCRIPTION}) VALUES ({marks})", values)
+
+    def add_once(
+        self, subscription: Subscription, key: str, fingerprint: str
+    ) -> tuple[Subscription, bool] | None:
+        """`add` under an Idempotency-Key, atomically: (`subscription`, False) if the key is new;
+        (the subscription as first answered, True) if it came with the same `fingerprint`;
+        None if it came with another request."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(
+                "DELETE FROM idempotency_keys WHERE at_ms < ?",
+                (subscription.created_at_ms - KEYS_KEPT_MS,),
+            )
+            row = self._conn.execute(
+                "SELECT fingerprint, answer FROM idempotency_keys WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                self.add(subscription)
+                answer = [subscription.subscription_id, subscription.url,
+                          list(subscription.events), subscription.created_at_ms]  # fmt: skip
+                self._conn.execute(
+                    "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                    (key, fingerprint, json.dumps(answer), subscription.created_at_ms),
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if row is None:
+            return subscription, False
+        if row[0] != fingerprint:
+            return None
+        subscription_id, url, events, created_at_ms = json.loads(row[1])
+        first = Subscription(subscription_id, url, tuple(events), "", created_at_ms, None, 0, 0)
+        return first, True
 
     def all(self) -> list[Subscription]:
         rows = self._conn.execute(
@@ -117,11 +168,14 @@ class WebhooksStore:
                     for d in dead
                 ],
             )
-            self._conn.execute(
+            updated = self._conn.execute(
                 "UPDATE subscriptions SET cursor = ?, delivered = delivered + ?, "
                 "dead_letters = dead_letters + ? WHERE subscription_id = ?",
                 (cursor, delivered, len(dead), subscription_id),
             )
+            if updated.rowcount == 0:  # deleted meanwhile: its dead letters went with it
+                self._conn.execute("ROLLBACK")
+                return
             if dead:
                 self._conn.execute(
                     "DELETE FROM dead_letters WHERE subscription_id = ? AND seq <= "

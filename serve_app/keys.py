@@ -139,6 +139,19 @@ def check_operator_key(presented: str) -> None:
         raise ValueError("an API key has only visible ASCII characters (no spaces)")
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """The API key an `Authorization` header presents, or None: `Bearer <key>`, the scheme in
+    any case and one or more spaces before the key (RFC 9110, 11.4). The only reading of the
+    header: the admission gate and the routes must charge and authenticate the same key."""
+    if authorization is None:
+        return None
+    scheme, _, presented = authorization.strip(" \t").partition(" ")
+    presented = presented.lstrip(" ")
+    if scheme.lower() != "bearer" or not presented or " " in presented:
+        return None
+    return presented
+
+
 def _split_key(presented: str) -> tuple[str, str] | None:
     """(key id, secret) of a key in the generated form, else None."""
     if not presented.startswith(KEY_PREFIX):

@@ -45,8 +45,12 @@ TITLES: dict[str, str] = {
     "shard-misrouted": "The request reached a shard that does not own its data",
     # Beyond the contract's list: the change feed's retention (docs/feed.md).
     "cursor-expired": "The events asked for are older than the feed keeps",
+    # And an `as_of` that would read more of a SKU's log than one answer may (docs/feed.md).
+    "history-too-long": "The SKU's history since then is too long to work this out",
     # Beyond it too: a body that stopped arriving (Settings.body_read_timeout_seconds).
     "request-timeout": "The request body did not arrive in time",
+    # And a restock job id that names another file (docs/restock.md, Exactly once).
+    "job-id-reused": "The restock job id was used for a different file",
 }
 
 

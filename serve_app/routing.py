@@ -90,7 +90,10 @@ def service_of(request: Request) -> Service:
 def _caller(
     request: Request, credentials: HTTPAuthorizationCredentials | None, role: Role
 ) -> Caller:
-    authorization = None if credentials is None else f"Bearer {credentials.credentials}"
+    # The header as sent, not as HTTPBearer split it (`credentials`, there for /openapi.json):
+    # the service reads it with the admission gate's parser, so both name the same key and the
+    # request is charged once however its scheme and spaces are spelled.
+    authorization = request.headers.get("authorization")
     caller = service_of(request).authenticate(authorization, role)
     request.state.rate_headers = caller.headers
     return caller

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from inventory_actors.cluster.boundary import validate_command
@@ -20,7 +20,7 @@ from inventory_actors.restock.runtime import jobs_actor
 from inventory_actors.shard.errors import IdempotencyKeyReused
 from inventory_actors.shard.protocol import Outcome, Submission
 from serve_app.coalescer import Coalescer
-from serve_app.keys import KeyRecord, KeyStore, Role
+from serve_app.keys import KeyRecord, KeyStore, Role, bearer_key
 from serve_app.middleware.admission import Admission, AdmissionLimits
 from serve_app.middleware.rate_limit import Decision, RateLimiter, RateLimits
 from serve_app.problems import Problem
@@ -65,6 +65,10 @@ class Settings:
     # Serve keeps its own access log, and at thousands of requests a second the lines cost.
     # Failed (5xx) and slow requests are logged either way.
     access_log: bool = False
+    # Change-feed streams (`GET /v1/events/stream`) a replica serves at once (more: 503), and
+    # how long one lasts before the client reconnects with its last id (docs/feed.md).
+    streams_per_replica_max: int = 64
+    stream_seconds_max: float = 3_600.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.ttl_seconds_max <= TTL_MS_MAX // 1000:
@@ -86,9 +90,10 @@ class Caller:
     headers: dict[str, str]
 
 
-# The rate-limit decision the admission gate took for this request (on the `Authorization`
-# it carries), so that the route charges it once. Each request runs in its own task, and so in
-# its own copy of the context: a value never outlives its request.
+# The rate-limit decision the admission gate took for this request (for the API key its
+# `Authorization` presents, as `bearer_key` reads it), so that the route charges it once. Each
+# request runs in its own task, and so in its own copy of the context: a value never outlives
+# its request.
 _checked_at_admission: ContextVar[tuple[str, KeyRecord, Decision] | None] = ContextVar(
     "checked_at_admission", default=None
 )
@@ -124,8 +129,9 @@ class Service:
 
     # -- who is calling ----------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, required: Role, cost: int = 1) -> Caller:
-        record = self._key_of(authorization)
+    def authenticate(self, authorization: str | None, required: Role) -> Caller:
+        presented = bearer_key(authorization)
+        record = self._key_of(presented)
         if record is None:
             raise Problem(
                 "unauthorized",
@@ -134,10 +140,10 @@ class Service:
                 headers={"WWW-Authenticate": 'Bearer realm="inventory"'},
             )
         checked = _checked_at_admission.get()
-        if checked is not None and checked[0] == authorization and cost == 1:
+        if checked is not None and checked[0] == presented:
             decision = checked[2]
         else:
-            decision = self.limiter.take(record.key_id, record.role, time.monotonic(), cost)
+            decision = self.limiter.take(record.key_id, record.role, time.monotonic())
         headers = decision.headers()
         headers.pop("Retry-After", None)
         if not record.role.allows(required):
@@ -147,6 +153,17 @@ class Service:
             raise _rate_limited(decision, headers)
         return Caller(record.key_id, record.role, headers)
 
+    def charge(self, caller: Caller, cost: int) -> Caller:
+        """A request whose cost shows in its body (a batch: one token per operation) takes the
+        rest beyond the token `authenticate` charged, or is refused whole (429, the arrival's
+        token stays taken). The caller, with the headers of what is left."""
+        decision = self.limiter.take_rest(caller.key_id, caller.role, time.monotonic(), cost)
+        headers = decision.headers()
+        headers.pop("Retry-After", None)
+        if not decision.allowed:
+            raise _rate_limited(decision, headers)
+        return replace(caller, headers=headers)
+
     def rate_check(self, authorization: str | None) -> Problem | None:
         """At admission, before anything else: take the token of the key the request names, so
         a key over its limit hears 429 at once (not after waiting for a slot, and not 503 for a
@@ -154,11 +171,12 @@ class Service:
         `authenticate` then reuses this decision."""
         if not self.limiter.limits.enabled:
             return None
-        record = self._key_of(authorization)
-        if record is None or authorization is None:
+        presented = bearer_key(authorization)
+        record = self._key_of(presented)
+        if record is None or presented is None:
             return None
         decision = self.limiter.take(record.key_id, record.role, time.monotonic())
-        _checked_at_admission.set((authorization, record, decision))
+        _checked_at_admission.set((presented, record, decision))
         if decision.allowed:
             return None
         headers = decision.headers()
@@ -172,16 +190,14 @@ class Service:
             self.limiter.give_back(checked[1].key_id, checked[1].role)
             _checked_at_admission.set(None)
 
-    def _key_of(self, authorization: str | None) -> KeyRecord | None:
-        if authorization is None:
+    def _key_of(self, presented: str | None) -> KeyRecord | None:
+        """The active key `presented` (what `bearer_key` read from the request) names."""
+        if presented is None:
             return None
         checked = _checked_at_admission.get()
-        if checked is not None and checked[0] == authorization:
+        if checked is not None and checked[0] == presented:
             return checked[1]  # authenticated at admission a moment ago
-        scheme, _, presented = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            return None
-        return self.keys.authenticate(presented.strip())
+        return self.keys.authenticate(presented)
 
     # -- commands ----------------------------------------------------------------------------
 

@@ -12,7 +12,11 @@ from ray.exceptions import RayError
 
 from inventory_actors.cluster.boundary import validate_command
 from inventory_actors.cluster.calls import await_outcomes, await_read, unavailable
-from inventory_actors.cluster.coordinator import place_reservation, spans_shards
+from inventory_actors.cluster.coordinator import (
+    check_client_key,
+    place_reservation,
+    spans_shards,
+)
 from inventory_actors.cluster.shard_actor import DEFAULT_NAMESPACE, ShardActor, shard_name
 from inventory_actors.cluster.wire import decode_outcomes, encode_submissions
 from inventory_actors.domain import (
@@ -162,6 +166,7 @@ class InventoryClient:
             try:
                 if validate:
                     validate_command(sub.command)
+                check_client_key(sub.idempotency_key)
                 shard_id = self.shard_of(sub.command)
             except InvalidCommand as error:
                 outcomes[index] = Outcome(error)
@@ -238,8 +243,9 @@ class InventoryClient:
         reference: str | None = None,
         idempotency_key: str | None = None,
     ) -> HoldView:
-        """Hold every line or none, on one shard or several. With a key, a retry names the same
-        reservation and repeats none of its steps."""
+        """Hold every line or none, on one shard or several. With a key, a retry repeats none of
+        the steps that happened, and one after ShardUnavailable finishes the cart (under a new
+        reservation id if the first try's lease ended: docs/reservations.md, Retrying)."""
         command = self.reserve_command(lines, ttl_seconds * 1000, reference, idempotency_key)
         validate_command(command)
         outcome = asyncio.run(

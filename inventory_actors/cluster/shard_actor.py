@@ -190,8 +190,9 @@ class ShardActor:
         self, needle: str, until_ms: int, before_lsn: int, limit: int
     ) -> tuple[int, int | None, list[tuple[int, int, str]]]:
         """Records whose events mention `needle` (a SKU as JSON text), newest first, at or
-        before `until_ms` and below `before_lsn`; with the oldest LSN the log holds and that
-        record's time (None if the log is empty)."""
+        before `until_ms` and below `before_lsn`; with the oldest LSN the log holds and the
+        time from which it holds every change: that record's time, or if the log was pruned
+        whole, the newest snapshot's (None if the log never had a record)."""
         core = self._core
         core.require_available()
         store = core.store
@@ -200,7 +201,13 @@ class ShardActor:
         records = store.read_log_matching(needle, until_ms, before_lsn, limit)
         first = store.first_lsn()
         oldest = store.read_log_events(first - 1, 1)
-        return first, oldest[0][1] if oldest else None, within_bytes(records, LOG_PAGE_BYTES_MAX)
+        since_ms = oldest[0][1] if oldest else None
+        if not oldest and first > 1:
+            # Records after the newest snapshot's start are never pruned: an empty log means
+            # nothing changed since that snapshot began.
+            snapshot = store.latest_snapshot()
+            since_ms = None if snapshot is None else snapshot.at_ms
+        return first, since_ms, within_bytes(records, LOG_PAGE_BYTES_MAX)
 
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
         return self._core.read_skus(skus)
@@ -277,5 +284,7 @@ class ShardActor:
                 hooks.skip_idempotency = bool(value)
             case Fault.ACK_BEFORE_COMMIT:
                 hooks.ack_before_commit_seconds = float(value)
+            case Fault.REFUSE_RETRIES:
+                hooks.refuse_retries = bool(value)
             case _:
                 raise RuntimeError(f"shard {self._core.shard_id} is recovering: try {fault} later")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inventory_actors.cluster.calls import await_read
-from inventory_actors.shard.feed_pages import Cursor, Merged, ShardEvents, merge_pages
+from inventory_actors.shard.feed_pages import Cursor, Merged, Position, ShardEvents, merge_pages
 
 EVENTS_PER_PAGE_MAX = 10_000
 # A shard is asked for about its share of a page (records, and events at most), and at least
@@ -37,8 +37,10 @@ class FeedReader:
         return len(self._shards)
 
     async def read(self, cursor: Cursor, limit: int) -> Merged:
-        """Up to `limit` events after `cursor`, and the cursor after them. Raises FeedExpired,
-        or ShardUnavailable when a shard does not answer (the cursor stays valid: retry)."""
+        """Up to `limit` events after `cursor`, and the cursor after them. Raises FeedExpired
+        when a shard no longer keeps the record a position names (a held position 0 names
+        LSN 1: `Cursor.decode`), or ShardUnavailable when a shard does not answer (the cursor
+        stays valid: retry)."""
         limit = max(1, min(limit, EVENTS_PER_PAGE_MAX))
         per_shard = max(math.ceil(limit / len(self._shards)), RECORDS_PER_SHARD_MIN)
         answers = await asyncio.gather(
@@ -57,8 +59,15 @@ class FeedReader:
         for shard_id, ((first_lsn, page), position) in enumerate(
             zip(answers, cursor.positions, strict=True)
         ):
-            # Position 0 means "from the oldest retained"; any other must still be in the log.
-            if 0 < position.lsn < first_lsn:
+            if position.lsn == 0:
+                # No cursor: from the oldest record kept, and the cursor given out says which,
+                # so a reader that pauses is refused later if that record is pruned meanwhile.
+                oldest = Position(first_lsn, 0)
+                cursor = cursor.with_position(shard_id, oldest)
+                # Nothing read (the shard's log holds no record yet): it stays there.
+                pages.append(page._replace(end=oldest) if page.end.lsn == 0 else page)
+                continue
+            if position.lsn < first_lsn:
                 raise FeedExpired(shard_id, first_lsn)
             pages.append(page)
         return merge_pages(cursor, pages, limit)

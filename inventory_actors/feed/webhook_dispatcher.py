@@ -71,14 +71,29 @@ class WebhookDispatcher:
 
     async def register(self, url: str, events: list[str], secret: str) -> Subscription:
         """A new subscription, delivering events committed from now on."""
-        cursor = await self._feed_end()
-        subscription = Subscription(
-            "wh_" + secrets.token_hex(8), url, tuple(events), secret, _now_ms(),
-            cursor.encode(), 0, 0,
-        )  # fmt: skip
+        subscription = await self._new(url, events, secret)
         self._store.add(subscription)
         self._start(subscription.subscription_id)
         return subscription
+
+    async def register_once(
+        self, url: str, events: list[str], secret: str, key: str, fingerprint: str
+    ) -> tuple[Subscription, bool] | None:
+        """`register` under an Idempotency-Key, kept on disk: (the subscription, whether it is
+        the first answer replayed), or None when the key came first with another request."""
+        subscription = await self._new(url, events, secret)
+        # One synchronous step, so two calls with one key cannot both add (no await inside).
+        outcome = self._store.add_once(subscription, key, fingerprint)
+        if outcome is not None and not outcome[1]:
+            self._start(subscription.subscription_id)
+        return outcome
+
+    async def _new(self, url: str, events: list[str], secret: str) -> Subscription:
+        cursor = await self._feed_end()
+        return Subscription(
+            "wh_" + secrets.token_hex(8), url, tuple(events), secret, _now_ms(),
+            cursor.encode(), 0, 0,
+        )  # fmt: skip
 
     async def _feed_end(self) -> Cursor:
         statuses = await self._client.status_async(READ_TIMEOUT_SECONDS)
@@ -142,12 +157,9 @@ class WebhookDispatcher:
             merged = await self._reader.read(cursor, PAGE_EVENTS)
         except ShardUnavailable:
             return False
-        except FeedExpired:
-            # The subscription fell behind the retention: what is gone cannot be delivered.
-            log.error(
-                "webhook %s: events expired; from the oldest kept", subscription.subscription_id
-            )
-            merged = await self._reader.read(Cursor.start(shard_count), PAGE_EVENTS)
+        except FeedExpired as expired:
+            self._skip_expired(subscription, cursor, expired)
+            return True
         matching = [item for item, _, _ in merged.items() if wanted(item, subscription.events)]
         results = await asyncio.gather(
             *(self._lane(subscription, lane) for lane in lanes(matching, self._policy.lanes))
@@ -162,6 +174,26 @@ class WebhookDispatcher:
             )
             return True
         return False
+
+    def _skip_expired(
+        self, subscription: Subscription, cursor: Cursor, expired: FeedExpired
+    ) -> None:
+        """The subscription fell behind one shard's retention: what is gone cannot be delivered.
+        Only that shard's position moves, to its oldest record kept (the others keep theirs, so
+        nothing they hold is sent again), and the gap becomes a dead letter, in one write."""
+        shard_id, first_lsn = expired.shard_id, expired.first_lsn
+        lost = cursor.positions[shard_id]
+        gap = DeadLetter(
+            subscription.subscription_id,
+            {"type": "gap", "shard": shard_id, "from_lsn": lost.lsn, "to_lsn": first_lsn - 1},
+            0,
+            f"shard {shard_id}'s records {lost.lsn} to {first_lsn - 1} were pruned (older than "
+            "the event retention) before they were delivered",
+            _now_ms(),
+        )
+        log.error("webhook %s: %s", subscription.subscription_id, gap.error)
+        moved = cursor.with_position(shard_id, Position(first_lsn, 0))
+        self._store.advance(subscription.subscription_id, moved.encode(), 0, [gap])
 
     async def _lane(self, subscription: Subscription, events: list[FeedItem]) -> list[DeadLetter]:
         """One SKU lane, in order: each event delivered or given up before the next."""

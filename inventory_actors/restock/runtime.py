@@ -11,8 +11,9 @@ import ray
 
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.observability import json_logging
-from inventory_actors.restock.book import Begun, JobBook, JobProgress, JobSpec
-from inventory_actors.restock.job import JobFailed, JobRunner, RejectsFile, Source
+from inventory_actors.restock.book import Begun, JobBook, JobProgress, JobSpec, progress_of
+from inventory_actors.restock.job import ROWS_PER_CHUNK, JobFailed, JobRunner, Source
+from inventory_actors.restock.rejects import RejectsFile
 from persistence.jobs_store import JOBS_FILE, JobRecord, JobsStore
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ def task_name(spec: JobSpec) -> str:
     return f"restock {spec.job_id} ({spec.source}, {spec.mode})"
 
 
-# Retried if its worker dies: a job is safe to run again (each chunk applies once by its key),
-# and a retry resumes where the shards' records say it stopped.
+# Retried if its worker dies: a job is safe to run again (a retry resumes after the chunks the
+# book counts done, and a chunk sent again applies once by its key).
 @ray.remote(num_cpus=TASK_CPUS, max_retries=3)
 def restock_task(
     spec: JobSpec,
@@ -43,22 +44,31 @@ def restock_task(
     namespace: str,
     rejects_path: str | None,
 ) -> JobRecord | None:
-    """Run a job to its end and record how it ended; the final record."""
+    """Run a job to its end and record how it ended; the final record (None when `attempt`
+    no longer runs the job: it ended, or another attempt took it over)."""
     json_logging.configure("restock-job")
     jobs: Any = ray.get_actor(JOBS_ACTOR_NAME, namespace=namespace)
+    start: JobProgress | None = ray.get(
+        jobs.start.remote(spec.job_id, attempt), timeout=REPORT_TIMEOUT_SECONDS
+    )
+    if start is None:
+        return None
     client = InventoryClient.connect(data_dir, namespace=namespace)
 
     def report(progress: JobProgress) -> bool:
         ref = jobs.report.remote(spec.job_id, attempt, progress)
         return bool(ray.get(ref, timeout=REPORT_TIMEOUT_SECONDS))
 
-    rejects = None if rejects_path is None else RejectsFile(Path(rejects_path))
+    rejects = None
+    if rejects_path is not None:
+        rejects = RejectsFile(Path(rejects_path), start.chunks_done * ROWS_PER_CHUNK + 1)
     runner = JobRunner(
         spec,
         client.partition,
         lambda part: client.shards[part.shard_id].restock.remote(part),
         report,
         None if rejects is None else rejects.write,
+        start=start,
     )
     error = None
     try:
@@ -99,6 +109,9 @@ class RestockJobs:
     async def begin(self, spec: JobSpec) -> Begun:
         return self._book.begin(spec)
 
+    async def start(self, job_id: str, attempt: int) -> JobProgress | None:
+        return self._book.start(job_id, attempt)
+
     async def report(self, job_id: str, attempt: int, progress: JobProgress) -> bool:
         return self._book.report(job_id, attempt, progress)
 
@@ -113,19 +126,19 @@ class RestockJobs:
     async def recent(self, limit: int) -> list[JobRecord]:
         return self._book.recent(limit)
 
-    async def submit(self, spec: JobSpec, data: list[Any]) -> JobRecord:
+    async def submit(self, spec: JobSpec, data: list[Any]) -> Begun:
         """Run the job whose file is `data[0]` (an object ref; in a list so that it reaches
-        the task unread) unless it has succeeded or is running."""
+        the task unread) unless it has succeeded, is running or its id is another file's."""
         begun = self._book.begin(spec)
         if begun.attempt is None:
-            return begun.record
+            return begun
         ref = restock_task.options(name=task_name(spec)).remote(
             spec, begun.attempt, data[0], self._data_dir, self._namespace, None
         )
         watcher = asyncio.get_running_loop().create_task(self._watch(spec, begun.attempt, ref))
         self._watchers[spec.job_id] = watcher
         watcher.add_done_callback(lambda _: self._watchers.pop(spec.job_id, None))
-        return begun.record
+        return begun
 
     async def _watch(self, spec: JobSpec, attempt: int, ref: Any) -> None:
         """A task that dies for good (its retries spent, or its file lost) fails its job."""
@@ -134,19 +147,8 @@ class RestockJobs:
         except Exception as error:
             log.error("job %s: runner failed: %r", spec.job_id, error)
             record = self._book.get(spec.job_id)
-            progress = JobProgress() if record is None else _progress_of(record)
+            progress = JobProgress() if record is None else progress_of(record)
             self._book.finish(spec.job_id, attempt, progress, f"runner failed: {error}")
-
-
-def _progress_of(record: JobRecord) -> JobProgress:
-    return JobProgress(
-        record.rows_total,
-        record.rows_read,
-        record.rows_applied,
-        record.rows_rejected,
-        record.chunks_done,
-        record.rejects,
-    )
 
 
 def jobs_actor(data_dir: str | Path, namespace: str) -> Any:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from inventory_actors.domain import (
     Command,
     DomainError,
+    ExpireHolds,
+    ExpiryResult,
     HoldView,
     InvalidCommand,
     Ledger,
@@ -23,6 +25,7 @@ from inventory_actors.domain import (
     SkuView,
     ThresholdView,
 )
+from inventory_actors.domain.limits import EXPIRE_PER_COMMAND_MAX
 from inventory_actors.domain.thresholds import Alert
 from inventory_actors.shard.batch import Call, Entry, gc_paused
 from inventory_actors.shard.codec import decode_result, encode_command, encode_events, encode_result
@@ -60,6 +63,17 @@ RESTOCK_ROWS_PER_RECORD = 5
 _new = tuple.__new__
 
 _BAD_KEY = InvalidCommand("idempotency key must be 1 to 255 printable ASCII characters")
+_EXPIRE_DUE = Submission(ExpireHolds(EXPIRE_PER_COMMAND_MAX))
+
+
+def _last_logged_ms(store: ShardStore, last_lsn: int) -> int:
+    """The time of the newest record in the log, or of the newest snapshot when the log holds
+    nothing after it; 0 for a new shard."""
+    tail = store.read_log_events(last_lsn - 1, 1) if last_lsn > 0 else []
+    if tail:
+        return tail[0][1]
+    snapshot = store.latest_snapshot()
+    return 0 if snapshot is None else snapshot.at_ms
 
 
 class ShardCore:
@@ -84,7 +98,9 @@ class ShardCore:
         self._late_write: tuple[list[LogRecord], list[IdempotencyRecord]] | None = None
         self.config = config
         self._open_store = open_store
-        self.clock_ms = clock_ms
+        self._clock_ms = clock_ms
+        # The time of the newest record in the log: the business clock never reads less.
+        self._log_time_ms = 0
         self._queue: deque[Entry] = deque()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,6 +138,13 @@ class ShardCore:
     def available(self) -> bool:
         return self.store is not None
 
+    def clock_ms(self) -> int:
+        """The shard's business time: its clock, but never before the last time in its log. A
+        clock set back (NTP stepping back, a restart on a node whose clock is behind) would make
+        what the log already has as overdue, even refused as expired, active again."""
+        now_ms = self._clock_ms()
+        return now_ms if now_ms > self._log_time_ms else self._log_time_ms
+
     def _recover_now(self) -> bool:
         """Rebuild memory from disk. On failure the shard stays unavailable and retries."""
         started = time.perf_counter()
@@ -134,10 +157,12 @@ class ShardCore:
             ledger, last_lsn, replayed = recover_ledger(
                 store, self.config.check_invariants_on_recovery
             )
+            logged_ms = _last_logged_ms(store, last_lsn)
         except Exception:
             log.exception("shard %d: recovery failed", self.shard_id)
             return False
         self.store, self.ledger, self.last_lsn = store, ledger, last_lsn
+        self._log_time_ms = max(self._log_time_ms, logged_ms)
         # The recovered state lives as long as the shard: move it out of the collector's reach,
         # or every full collection walks millions of objects that never become garbage.
         gc.freeze()
@@ -211,15 +236,26 @@ class ShardCore:
             while self._queue and self.available:
                 size = min(len(self._queue), self.config.batch_commands_max)
                 batch = [self._queue.popleft() for _ in range(size)]
-                with gc_paused():
-                    self._commit_batch(batch)
-                if self._late_write is not None:
-                    await self._write_late()
-                if self.ledger.unsettled and self.settler is not None:
-                    self.settler.wake()
-                self.snapshots.maybe_start(self.clock_ms())
+                try:
+                    await self._write(batch)
+                except Exception as error:
+                    # A fault outside the batch's own guard must not end the writer, or callers
+                    # would wait forever on a shard that says it is available: fail stop, as for
+                    # a failed write (answer whoever is still waiting, rebuild from disk).
+                    log.exception("shard %d: the writer failed", self.shard_id)
+                    waiting = [entry for entry in batch if entry[0].outcomes[entry[1]] is None]
+                    self._fail_batch(waiting, error)
                 # Let callers that arrived during the write join the queue, and readers run.
                 await asyncio.sleep(0)
+
+    async def _write(self, batch: list[Entry]) -> None:
+        with gc_paused():
+            self._commit_batch(batch)
+        if self._late_write is not None:
+            await self._write_late()
+        if self.ledger.unsettled and self.settler is not None:
+            self.settler.wake()
+        self.snapshots.maybe_start(self.clock_ms())
 
     async def _write_late(self) -> None:
         """A broken build (see `fault_hooks`): the batch was answered before this write."""
@@ -231,7 +267,8 @@ class ShardCore:
 
     def _commit_batch(self, batch: list[Entry]) -> None:
         """Execute a batch in memory and write it in one transaction, then answer its callers.
-        Any failure fails the whole batch and rebuilds memory from disk."""
+        A failure up to the write fails the whole batch and rebuilds memory from disk; once it
+        is written, every caller gets its outcome whatever happens next."""
         assert self.store is not None
         now_ms = self.clock_ms()
         records: list[LogRecord] = []
@@ -242,7 +279,9 @@ class ShardCore:
             if faults.skip_idempotency:
                 keys = []
             stored = self.store.find_idempotency(keys) if keys else {}
-            lsn = self.last_lsn
+            # What is due expires first, in this transaction: a command refused because its
+            # hold or reservation has expired is answered once that expiry is durable.
+            lsn = self._expire_due(now_ms, self.last_lsn, records)
             outcomes = []
             for _, _, sub, text in batch:
                 outcome, lsn = self._run(sub, text, now_ms, lsn, stored, records, idempotency)
@@ -258,16 +297,32 @@ class ShardCore:
         except Exception as error:
             self._fail_batch(batch, error)
             return
-        faults.after_commit()
-        if self.on_batch is not None:
-            self.on_batch(len(batch), commit_seconds)
         self.last_lsn = lsn
+        if records:
+            self._log_time_ms = now_ms
         self.counters.batches += 1
         self.counters.commands += len(batch)
         self.counters.records += len(records)
         self.snapshots.records_since += len(records)
+        try:
+            faults.after_commit()
+            if self.on_batch is not None:
+                self.on_batch(len(batch), commit_seconds)
+        except Exception:
+            # Memory and disk agree: the batch stands, and its callers are answered below.
+            log.exception("shard %d: failed after writing a batch", self.shard_id)
         for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
             call.settle(index, outcome)
+
+    def _expire_due(self, now_ms: int, lsn: int, records: list[LogRecord]) -> int:
+        """Expire, as commands of the batch being written, every hold and reservation due by
+        `now_ms` (the timer would within its tick). Returns the batch's last LSN."""
+        while (due_ms := self.ledger.next_expiry_ms()) is not None and due_ms <= now_ms:
+            outcome, lsn = self._run(_EXPIRE_DUE, None, now_ms, lsn, {}, records, [])
+            if not isinstance(outcome.value, ExpiryResult) or not outcome.value.expired:
+                break
+            self.counters.expired_holds += outcome.value.expired
+        return lsn
 
     def _run(
         self,
@@ -285,7 +340,7 @@ class ShardCore:
             fingerprint = sub.fingerprint or fingerprint_of(sub.command)
             prior = stored.get(key)
             if prior is not None:
-                if prior.fingerprint != fingerprint:
+                if prior.fingerprint != fingerprint or self.faults.refuse_retries:
                     self.tally[type(sub.command), IdempotencyKeyReused.slug] += 1
                     return Outcome(IdempotencyKeyReused(key)), lsn
                 self.tally[type(sub.command), "replayed"] += 1

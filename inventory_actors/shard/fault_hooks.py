@@ -1,4 +1,4 @@
-"""Faults a test can inject into a running shard, and two switches that break it on purpose.
+"""Faults a test can inject into a running shard, and three switches that break it on purpose.
 
 Only a shard whose config has `allow_fault_injection` accepts them (`ShardActor.inject_fault`);
 production shards refuse. The broken builds test the chaos checker, which proves nothing unless
@@ -27,6 +27,10 @@ class Fault(StrEnum):
     # The shard answers a batch, then writes it N seconds later: a crash in between loses
     # changes it acknowledged.
     ACK_BEFORE_COMMIT = "ack-before-commit"
+    # The shard refuses a key it has stored as if it had been reused with another request
+    # (422), instead of answering the stored result: a client's retry, or a cart's retried
+    # step, is refused.
+    REFUSE_RETRIES = "refuse-retries"
 
 
 @dataclass
@@ -39,6 +43,7 @@ class FaultHooks:
     frozen_clock_ms: int | None = None
     skip_idempotency: bool = False
     ack_before_commit_seconds: float = 0.0
+    refuse_retries: bool = False
     # Called after a batch's log commit (and before its replies) when `crash_after_commit` is
     # set; the actor makes it kill its own process.
     crash: Callable[[], None] = field(default=lambda: None)

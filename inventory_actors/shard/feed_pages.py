@@ -53,6 +53,8 @@ class Cursor(NamedTuple):
 
     @classmethod
     def start(cls, shard_count: int) -> "Cursor":
+        """A reader with no cursor: each shard from the oldest record it keeps. Its LSN 0 is
+        never given out (the reader puts each shard's first LSN in its place)."""
         return cls((Position(0, 0),) * shard_count)
 
     def encode(self) -> str:
@@ -71,9 +73,14 @@ class Cursor(NamedTuple):
             )
         except (ValueError, TypeError, UnicodeDecodeError):
             raise CursorInvalid("the cursor is not one this service gave out") from None
-        if len(positions) != shard_count or any(p.lsn < 0 or p.skip < 0 for p in positions):
+        if len(positions) != shard_count or any(
+            p.lsn < 0 or p.skip < 0 or (p.lsn == 0 and p.skip > 0) for p in positions
+        ):
             raise CursorInvalid("the cursor is not one this service gave out")
-        return cls(positions)
+        # A held position 0 (given out before any record of that shard was read) means "from
+        # the shard's first record", LSN 1: if that was pruned, the reader must refuse it
+        # (410) rather than start at the oldest record kept and skip the rest in silence.
+        return cls(tuple(Position(1, 0) if p.lsn == 0 else p for p in positions))
 
     def with_position(self, shard_id: int, position: Position) -> "Cursor":
         positions = list(self.positions)
@@ -129,6 +136,8 @@ class Merged(NamedTuple):
     pages: Sequence[ShardEvents]
     order: list[tuple[int, int]]
     cursor: Cursor
+    # Where the page began, each shard's position as given out (never the start's LSN 0).
+    start: Cursor
 
     def texts(self) -> list[str]:
         pages = self.pages
@@ -149,6 +158,7 @@ def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Mer
     One sort in C instead of a heap in Python: each event's key is the latest commit time of
     its shard so far (never decreasing within a shard, even if the clock stepped back) with
     its shard and index, so the sort keeps every shard's own order, as a k-way merge would."""
+    start = cursor
     keys: list[tuple[int, int, int]] = []
     for shard_id, page in enumerate(pages):
         latest = 0
@@ -167,4 +177,4 @@ def merge_pages(cursor: Cursor, pages: Sequence[ShardEvents], limit: int) -> Mer
             cursor = cursor.with_position(shard_id, page.end)
         elif count:
             cursor = cursor.with_position(shard_id, Position(*page.after[count - 1]))
-    return Merged(pages, order, cursor)
+    return Merged(pages, order, cursor, start)

@@ -8,6 +8,10 @@ from inventory_actors.shard.codec import encode_command
 from inventory_actors.shard.errors import ServiceError
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
+# Keys the service derives from a client's key for the steps of one request (a cart's steps, a
+# key's claim) contain this control character, which a client's key (printable ASCII) never
+# does: a derived key and a client's key cannot be the same text.
+DERIVED_KEY_MARK = "\x1f"
 
 
 class Submission(NamedTuple):
@@ -39,11 +43,21 @@ def fingerprint_of(command: Command) -> str:
     return hashlib.sha256(encode_command(command).encode()).hexdigest()[:32]
 
 
-def is_valid_idempotency_key(key: object) -> bool:
+def is_client_idempotency_key(key: object) -> bool:
+    """A key a client may send: 1 to 255 printable ASCII characters."""
     return (
         isinstance(key, str)
         and 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX
         and all(32 <= ord(ch) < 127 for ch in key)
+    )
+
+
+def is_valid_idempotency_key(key: object) -> bool:
+    """A key a shard accepts: a client's, or one derived from it (`DERIVED_KEY_MARK`)."""
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX
+        and all(32 <= ord(ch) < 127 or ch == DERIVED_KEY_MARK for ch in key)
     )
 
 

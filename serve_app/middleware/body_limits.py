@@ -1,7 +1,8 @@
 """Bounds in front of the app on a request's body: its size (413, before it is read or as soon
-as it grows past the limit) and how long it may take to arrive (408 and the connection closed
-when its next part takes over `body_read_timeout_seconds`), so a stalled client does not hold
-a replica's request slot for as long as the ingress would keep its connection open."""
+as it grows past the limit; 400 for a Content-Length that is no number) and how long it may
+take to arrive (408 and the connection closed when its next part takes over
+`body_read_timeout_seconds`), so a stalled client does not hold a replica's request slot for
+as long as the ingress would keep its connection open."""
 
 import asyncio
 
@@ -31,10 +32,11 @@ class BodyLimit:
         declared: int | None = None
         length = header(scope, b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > limit:
-                await _too_large(limit).response()(scope, receive, send)
+            declared = _declared(length, limit)
+            if declared is None or declared > limit:
+                refusal = _not_a_length() if declared is None else _too_large(limit)
+                await refusal.response()(scope, receive, send)
                 return
-            declared = int(length)
         if declared == 0:  # no body: nothing to bound
             await self.app(scope, receive, send)
             return
@@ -60,6 +62,20 @@ def _limit_for(path: str, settings: Settings) -> int:
     if path == "/v1/restock-jobs":
         return settings.restock_body_bytes_max
     return settings.body_bytes_max
+
+
+def _declared(length: bytes, limit: int) -> int | None:
+    """A Content-Length's value, or `limit + 1` for any above the limit (without turning more
+    digits into an int than Python will: 4,300); None if it is not a number (RFC 9110, 8.6:
+    ASCII digits only, `bytes.isdigit` takes no other)."""
+    if not length.isdigit():
+        return None
+    digits = length.lstrip(b"0") or b"0"
+    return limit + 1 if len(digits) > len(str(limit)) else int(digits)
+
+
+def _not_a_length() -> Problem:
+    return Problem("validation-error", 400, "Content-Length must be a number of bytes")
 
 
 def _too_large(limit: int) -> Problem:

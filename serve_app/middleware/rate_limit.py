@@ -1,7 +1,8 @@
 """Per-key rate limits: a token bucket for each API key, sized by the key's role. A request
-takes `cost` tokens (1, or a batch's operation count) or is refused whole; `Decision` carries
-what the `RateLimit-*` and `Retry-After` headers need. Each replica keeps its own buckets, so
-a key's rate is per replica (docs/http.md, "Rate limits", says how to hold a cluster-wide one)."""
+takes `cost` tokens (1, or a batch's operation count: one on arrival, the rest once counted) or
+is refused whole; `Decision` carries what the `RateLimit-*` and `Retry-After` headers need.
+Each replica keeps its own buckets, so a key's rate is per replica (docs/http.md, "Rate
+limits", says how to hold a cluster-wide one)."""
 
 import math
 import threading
@@ -34,8 +35,9 @@ class RateLimits:
     """Limits per role for one replica. `enabled=False` lets every request through."""
 
     reader: RoleLimit = RoleLimit(per_second=2_000.0, burst=4_000)
-    writer: RoleLimit = RoleLimit(per_second=1_000.0, burst=2_000)
-    admin: RoleLimit = RoleLimit(per_second=1_000.0, burst=2_000)
+    # A batch costs one token per operation: a full bucket pays for the largest batch (10,000).
+    writer: RoleLimit = RoleLimit(per_second=1_000.0, burst=10_000)
+    admin: RoleLimit = RoleLimit(per_second=1_000.0, burst=10_000)
     enabled: bool = True
     # Buckets kept at most (one per recently active key).
     buckets_max: int = 100_000
@@ -131,26 +133,46 @@ class RateLimiter:
             return UNLIMITED
         limit = self.limits.for_role(role)
         with self._mutex:
+            return self._take(self._refilled(key_id, limit, now_s), limit, role, cost, cost)
+
+    def take_rest(
+        self, key_id: str, role: Role, now_s: float, cost: int, taken: int = 1
+    ) -> Decision:
+        """A request that took `taken` tokens on arrival turns out to cost `cost` (a batch, once
+        its body is read): take the other `cost - taken` now, or refuse it whole and take no
+        more. The arrival's tokens stay taken: the request was read by then, and refused batches
+        must not come free of the key's rate. Retry-After is the wait for all `cost` tokens,
+        what a retry takes."""
+        if cost < 1 or taken < 0:
+            raise ValueError(f"cost must be at least 1 and taken at least 0, not {cost}, {taken}")
+        if not self.limits.enabled:
+            return UNLIMITED
+        limit = self.limits.for_role(role)
+        with self._mutex:
             bucket = self._refilled(key_id, limit, now_s)
-            if cost > limit.burst:
-                return self._refuse(
-                    bucket,
-                    limit,
-                    cost,
-                    Refusal.COST_ABOVE_BURST,
-                    f"a request may cost at most {limit.burst} for role {role.label}, "
-                    f"not {cost}: split it into smaller batches",
-                )
-            if bucket.tokens + TOKEN_EPSILON < cost:
-                return self._refuse(
-                    bucket,
-                    limit,
-                    cost,
-                    Refusal.RATE_LIMITED,
-                    f"rate limit of {limit.per_second:g}/s (burst {limit.burst}) reached",
-                )
-            bucket.tokens = max(0.0, bucket.tokens - cost)
-            return _decision(bucket, limit)
+            return self._take(bucket, limit, role, cost, max(0, cost - taken))
+
+    def _take(self, bucket: _Bucket, limit: RoleLimit, role: Role, cost: int, due: int) -> Decision:
+        """Take `due` tokens of a request costing `cost` in all, or refuse and take none."""
+        if cost > limit.burst:
+            return self._refuse(
+                bucket,
+                limit,
+                cost,
+                Refusal.COST_ABOVE_BURST,
+                f"a request may cost at most {limit.burst} for role {role.label}, "
+                f"not {cost}: split it into smaller batches",
+            )
+        if bucket.tokens + TOKEN_EPSILON < due:
+            return self._refuse(
+                bucket,
+                limit,
+                cost,
+                Refusal.RATE_LIMITED,
+                f"rate limit of {limit.per_second:g}/s (burst {limit.burst}) reached",
+            )
+        bucket.tokens = max(0.0, bucket.tokens - due)
+        return _decision(bucket, limit)
 
     def give_back(self, key_id: str, role: Role, cost: int = 1) -> None:
         """Return `cost` tokens taken for a request the service then did not serve (shed by

@@ -149,5 +149,9 @@ def add_batch_route(app: FastAPI) -> None:
                 headers=caller.headers,
             )
         service = service_of(request)
+        # One token per operation (docs/http.md, "Rate limits"): the admission gate took one
+        # before the body was read; the rest now that its operations are counted, or none runs.
+        caller = service.charge(caller, len(body.operations))
+        request.state.rate_headers = caller.headers
         results = await run(service, caller, body.operations)
         return json_response({"results": results}, headers=caller.headers)

@@ -12,7 +12,13 @@ from fastapi import FastAPI, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from inventory_actors.domain import SkuView
-from inventory_actors.feed.as_of import sku_as_of
+from inventory_actors.feed.as_of import (
+    AS_OF_RECORDS_MAX,
+    AsOfExpired,
+    AsOfTooLong,
+    SkuLog,
+    sku_then,
+)
 from inventory_actors.feed.reader import FeedExpired, FeedReader
 from inventory_actors.shard.errors import ShardUnavailable
 from inventory_actors.shard.feed_pages import Cursor, CursorInvalid, Merged, record_events
@@ -26,7 +32,7 @@ from serve_app.routing import (
     responses_with,
     service_of,
 )
-from serve_app.service import Caller, Service
+from serve_app.service import Caller, Service, Settings
 
 # A cursor is URL-safe base64; bounded so that a request line carrying one (even for hundreds
 # of shards) fits the ingress's buffers.
@@ -37,13 +43,33 @@ STREAM_PAGE = 500
 # A stream with nothing to send looks again this often (the feed's delivery lag when idle).
 STREAM_POLL_SECONDS = 0.05
 STREAM_HEARTBEAT_SECONDS = 15.0
-# A stream ends after this long; the client reconnects with Last-Event-ID and loses nothing.
-STREAM_SECONDS_MAX = 3_600.0
-STREAMS_PER_REPLICA_MAX = 64
 HISTORY_LIMIT_MAX = 1_000
-# A SKU as of a time reads at most this many of its log records back.
-AS_OF_RECORDS_MAX = 20_000
-_streams = asyncio.Semaphore(STREAMS_PER_REPLICA_MAX)
+# A SKU's history reads at most this many of its log records back.
+HISTORY_RECORDS_MAX = 20_000
+
+
+class _Streams:
+    """The event streams this replica serves now (Settings.streams_per_replica_max at most)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
+_streams = _Streams()
+
+
+def _too_many_streams() -> Problem:
+    return Problem(
+        "overloaded", 503, "too many event streams on this replica", retry_after_seconds=5.0
+    )
+
+
+def _refuse_if_no_stream_slot(settings: Settings) -> None:
+    """At module level on purpose: Serve ships the routes, which are closures, by value, each
+    with copies of the globals it names, so a route reading `_streams` itself would count in
+    a copy no stream ever takes a slot of."""
+    if _streams.open >= settings.streams_per_replica_max:
+        raise _too_many_streams()
 
 
 def _reader(service: Service) -> FeedReader:
@@ -132,24 +158,29 @@ def add_feed_routes(app: FastAPI) -> None:
         reader = _reader(service)
         start = _cursor(last_event_id or cursor, reader.shard_count)
         await _read(reader, start, 1)  # an expired cursor is refused before the stream starts
-        if _streams.locked():
-            raise Problem(
-                "overloaded", 503, "too many event streams on this replica",
-                retry_after_seconds=5.0,
-            )  # fmt: skip
+        _refuse_if_no_stream_slot(service.settings)
         return StreamingResponse(
-            _sse(request, reader, start),
+            _sse(request, reader, start, service.settings),
             media_type="text/event-stream",
             headers={**caller.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
 
-async def _sse(request: Request, reader: FeedReader, start: Cursor) -> AsyncIterator[bytes]:
-    """Events as they are committed; each `id:` is the cursor just after that event."""
-    async with _streams:
+async def _sse(
+    request: Request, reader: FeedReader, start: Cursor, settings: Settings
+) -> AsyncIterator[bytes]:
+    """Events as they are committed; each `id:` is the cursor just after that event. The slot
+    is taken here, not before the answer starts: a stream that never starts must not hold one
+    (so a request that raced another for the last slot ends at once, with an error event)."""
+    if _streams.open >= settings.streams_per_replica_max:
+        yield _sse_error(_too_many_streams())
+        return
+    _streams.open += 1
+    try:
+        yield b": connected\n\n"
         cursor = start
         started = last_sent = time.monotonic()
-        while time.monotonic() - started < STREAM_SECONDS_MAX:
+        while time.monotonic() - started < settings.stream_seconds_max:
             if await request.is_disconnected():
                 return
             try:
@@ -162,7 +193,7 @@ async def _sse(request: Request, reader: FeedReader, start: Cursor) -> AsyncIter
                 yield _sse_error(_expired(error))
                 return
             if merged.order:
-                yield _sse_events(cursor, merged)
+                yield _sse_events(merged)
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent > STREAM_HEARTBEAT_SECONDS:
                 yield b": keep-alive\n\n"
@@ -170,10 +201,12 @@ async def _sse(request: Request, reader: FeedReader, start: Cursor) -> AsyncIter
             if not merged.order:
                 await asyncio.sleep(STREAM_POLL_SECONDS)
             cursor = merged.cursor
+    finally:
+        _streams.open -= 1
 
 
-def _sse_events(cursor: Cursor, merged: Merged) -> bytes:
-    positions = list(cursor.positions)
+def _sse_events(merged: Merged) -> bytes:
+    positions = list(merged.start.positions)
     parts = []
     for item, shard_id, position in merged.items():
         positions[shard_id] = position
@@ -208,19 +241,17 @@ def add_sku_history_routes(app: FastAPI) -> None:
 
 async def _sku_events(
     service: Service, sku: str
-) -> AsyncIterator[tuple[int, int, int | None, list[tuple[int, dict[str, Any]]]]]:
-    """Pages of the SKU's events, newest first: (first LSN the log keeps, that record's time,
-    records read so far, [(at_ms, event)]). At most AS_OF_RECORDS_MAX records are read."""
+) -> AsyncIterator[list[tuple[int, dict[str, Any]]]]:
+    """Pages of the SKU's events, newest first, as [(at_ms, event)]. At most
+    HISTORY_RECORDS_MAX records are read."""
     shard_id = service.client.partition.owner(sku=sku)
     shard = service.client.shards[shard_id]
     needle = json.dumps(sku)
     before_lsn, read = 2**62, 0
-    while read < AS_OF_RECORDS_MAX:
+    while read < HISTORY_RECORDS_MAX:
         ref = shard.read_history.remote(needle, 2**62, before_lsn, 1_000)
         try:
-            first_lsn, oldest_ms, records = await asyncio.wait_for(
-                ref, service.settings.call_timeout_seconds
-            )
+            _, _, records = await asyncio.wait_for(ref, service.settings.call_timeout_seconds)
         except Exception as error:
             raise ShardUnavailable(
                 shard_id, f"history unavailable: {type(error).__name__}"
@@ -231,7 +262,7 @@ async def _sku_events(
             events = [event for event in found if event["sku"] == sku]
             page.extend((at_ms, event) for event in reversed(events))
         read += len(records)
-        yield first_lsn, read, oldest_ms, page
+        yield page
         if not records:
             return
         before_lsn = records[-1][0]
@@ -239,7 +270,7 @@ async def _sku_events(
 
 async def _history(service: Service, sku: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
     found: list[tuple[int, dict[str, Any]]] = []
-    async for _, _, _, page in _sku_events(service, sku):
+    async for page in _sku_events(service, sku):
         found.extend(page)
         if len(found) >= limit:
             break
@@ -263,13 +294,17 @@ async def sku_at(service: Service, sku: str, as_of: str) -> tuple[SkuView | None
     now = (await service.client.get_skus_async([sku]))[0]
     if now is None:
         return None, as_of
-    events: list[tuple[int, dict[str, Any]]] = []
-    locations = {level.location for level in now.locations}
-    async for first_lsn, _, oldest_ms, page in _sku_events(service, sku):
-        if first_lsn > 1 and oldest_ms is not None and at_ms < oldest_ms:
-            raise Problem("cursor-expired", 410, "as_of is older than the events the service keeps")
-        events.extend(page)
-        seen = {e["location"] for ms, e in events if ms <= at_ms}
-        if locations <= seen:
-            break
-    return sku_as_of(now, at_ms, events), as_of
+    shard_id = service.client.partition.owner(sku=sku)
+    shard, timeout_seconds = service.client.shards[shard_id], service.settings.call_timeout_seconds
+    try:
+        return await sku_then(SkuLog(shard, shard_id, sku, at_ms, timeout_seconds), now), as_of
+    except AsOfExpired:
+        raise Problem(
+            "cursor-expired", 410, "as_of is older than the events the service keeps"
+        ) from None
+    except AsOfTooLong:
+        raise Problem(
+            "history-too-long", 422,
+            f"working out the SKU as of then would read more than {AS_OF_RECORDS_MAX} of its "
+            "log records; ask for a later time",
+        ) from None  # fmt: skip

@@ -4,19 +4,18 @@ restock job that runs as a Ray task; its progress is read from the jobs actor.""
 import asyncio
 from typing import Annotated, Any, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 from fastapi import FastAPI, Path, Query, Request
+from ray.exceptions import RayError
 from starlette.responses import Response
 
 from inventory_actors.cluster.coordinator import step_key
-from inventory_actors.domain import ClaimKey
-from inventory_actors.restock.book import JobSpec
-from inventory_actors.restock.file_reader import FileFormat, RestockFileError, read_chunks
+from inventory_actors.domain import ClaimKey, DomainError, KeyClaimed
+from inventory_actors.restock.book import Begun, JobSpec
+from inventory_actors.restock.file_reader import FileFormat, RestockFileError, check_file
 from inventory_actors.restock.job import job_spec
 from inventory_actors.restock.runtime import jobs_actor
-from inventory_actors.shard.errors import IdempotencyKeyReused
+from inventory_actors.shard.errors import IdempotencyKeyReused, ServiceError
 from inventory_actors.shard.protocol import Submission
 from persistence.jobs_store import JobRecord
 from serve_app.problems import Problem, not_found, problem_of, validation
@@ -70,30 +69,68 @@ def _format_of(request: Request) -> FileFormat:
 
 
 def _checked_spec(body: bytes, mode: str, file_format: FileFormat) -> JobSpec:
-    """The job this body is, once its columns are known good (RestockFileError if not)."""
-    next(iter(read_chunks(body, file_format, 1)), None)
-    spec = job_spec(body, mode, file_format.value, "http upload")
-    if file_format is FileFormat.PARQUET:
-        rows_total = pq.ParquetFile(pa.BufferReader(body)).metadata.num_rows
-        spec = spec._replace(rows_total=rows_total)
-    return spec
+    """The job this body is, once the whole file has been read and found sound
+    (RestockFileError if not): nothing of a file that breaks anywhere is applied."""
+    rows_total = check_file(body, file_format)
+    return job_spec(body, mode, file_format.value, "http upload")._replace(rows_total=rows_total)
+
+
+def _refused(error: RestockFileError) -> Problem:
+    detail = f"the file is refused whole: {error}"
+    if error.row is None:
+        return Problem("validation-error", 422, detail)
+    return Problem("validation-error", 422, detail, row=error.row)
 
 
 async def _claim(service: Service, caller: Caller, key: str | None, request_print: str) -> None:
     """An Idempotency-Key names one file: reused with another, 422 (the job's own id already
-    makes a re-submission of the same file harmless)."""
+    makes a re-submission of the same file harmless). Unlike an ordinary command's claim
+    (`Service._claim_keys`), this one is the key's only record: a submission whose claim was
+    not recorded is refused (503, retryable), or the key could later name another file."""
     scoped = scoped_key(caller, key)
     if scoped is None:
         return
     shard_id = service.client.partition.owner(key=scoped)
     claim = Submission(ClaimKey(shard_id), step_key(scoped, "claim"), request_print)
     [outcome] = await service.coalescer.submit(shard_id, [claim])
-    if isinstance(outcome.value, IdempotencyKeyReused):
+    value = outcome.value
+    if isinstance(value, IdempotencyKeyReused):
         raise problem_of(IdempotencyKeyReused(key or ""))
+    if isinstance(value, DomainError | ServiceError):
+        raise problem_of(value)
+    if not isinstance(value, KeyClaimed):
+        raise _unavailable("the Idempotency-Key could not be recorded")
+
+
+def _unavailable(detail: str) -> Problem:
+    return Problem("shard-unavailable", 503, detail, retry_after_seconds=1.0)
 
 
 async def _jobs(service: Service) -> Any:
     return jobs_actor(service.settings.data_dir, service.settings.namespace)
+
+
+async def _submit(service: Service, spec: JobSpec, body: bytes) -> JobRecord:
+    """The job's record once the jobs actor has it: 503 when the actor does not answer in
+    time (it may have begun the job: the same file again is the same job), 409 when the job
+    id belongs to another file."""
+    try:
+        jobs = await _jobs(service)
+        data = ray.put(body)
+        begun: Begun = await asyncio.wait_for(
+            jobs.submit.remote(spec, [data]), JOBS_CALL_TIMEOUT_SECONDS
+        )
+    except (TimeoutError, RayError):
+        detail = "the book of restock jobs did not answer in time; the same file again is safe"
+        raise _unavailable(detail) from None
+    record = begun.record
+    if begun.reused:
+        detail = (
+            f"job id {record.job_id} was used before for a different file or mode (that job "
+            f"is {record.status}); nothing of this file was applied"
+        )
+        raise Problem("job-id-reused", 409, detail, job_id=record.job_id)
+    return record
 
 
 def add_restock_routes(app: FastAPI) -> None:
@@ -125,15 +162,11 @@ def add_restock_routes(app: FastAPI) -> None:
         try:
             spec = await asyncio.to_thread(_checked_spec, body, mode, file_format)
         except RestockFileError as error:
-            raise validation(str(error)) from None
+            raise _refused(error) from None
         service = service_of(request)
         request_print = fingerprint("POST", request.url.path, spec.digest.encode())
         await _claim(service, caller, idempotency_key, request_print)
-        jobs = await _jobs(service)
-        data = ray.put(body)
-        record: JobRecord = await asyncio.wait_for(
-            jobs.submit.remote(spec, [data]), JOBS_CALL_TIMEOUT_SECONDS
-        )
+        record = await _submit(service, spec, body)
         headers = {**caller.headers, "Location": f"/v1/restock-jobs/{record.job_id}"}
         return json_response({"job_id": record.job_id, "status": record.status}, 202, headers)
 
@@ -143,13 +176,11 @@ def add_restock_routes(app: FastAPI) -> None:
         summary="A restock job's progress, counts and first rejected rows",
     )
     async def get_restock_job(request: Request, job_id: JobIdPath, caller: Reader) -> Response:
-        jobs = await _jobs(service_of(request))
         try:
+            jobs = await _jobs(service_of(request))
             record = await asyncio.wait_for(jobs.get.remote(job_id), JOBS_CALL_TIMEOUT_SECONDS)
-        except (TimeoutError, ray.exceptions.RayError):
-            raise Problem(
-                "shard-unavailable", 503, "the jobs book did not answer", retry_after_seconds=1.0
-            ) from None
+        except (TimeoutError, RayError):
+            raise _unavailable("the book of restock jobs did not answer in time") from None
         if record is None:
             raise not_found(f"no restock job {job_id!r}")
         return json_response(job_body(record), headers=caller.headers)

@@ -2,6 +2,7 @@
 queries of many SKUs, and the admin's adjustments, counts and transfers, each conditional on
 `If-Match` when sent."""
 
+import re
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Path, Request
@@ -28,19 +29,27 @@ from serve_app.routing import (
 
 IfMatchHeader = Annotated[
     str | None,
-    Header(alias="If-Match", description='`"<version>"` from an ETag; 412 on mismatch.'),
+    Header(
+        alias="If-Match",
+        description='`"<version>"` from an ETag, or `*`; 412 on mismatch, 400 if malformed.',
+    ),
 ]
 LocationPath = Annotated[str, Path(pattern=limits.ID_PATTERN, description="location id")]
 
 
+# A version in ASCII digits only (`str.isdigit` also takes "²", which `int` refuses): at most
+# 100, far more than any version has and far fewer than Python turns into an int (4,300).
+_ENTITY_TAG = re.compile(r'(?:W/)?"([0-9]{1,100})"')
+
+
 def expected_version(if_match: str | None) -> int | None:
-    """`"7"` (or `W/"7"`) -> 7; `*` -> no condition."""
-    if if_match is None or if_match.strip() == "*":
+    """`"7"` (or `W/"7"`) -> 7; `*` -> no condition; anything else is a 400 problem."""
+    if if_match is None or if_match.strip(" \t") == "*":
         return None
-    tag = if_match.strip().removeprefix("W/")
-    if len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-        return int(tag[1:-1])
-    raise validation('If-Match must be an entity tag like "7" (from the ETag header)', 400)
+    tag = _ENTITY_TAG.fullmatch(if_match.strip(" \t"))
+    if tag is None:
+        raise validation('If-Match must be an entity tag like "7" (from the ETag header)', 400)
+    return int(tag[1])
 
 
 def add_stock_routes(app: FastAPI) -> None:

@@ -9,18 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from inventory_actors.feed.webhook_dispatcher import dispatcher
+from inventory_actors.shard.errors import IdempotencyKeyReused
 from persistence.webhooks_store import Subscription
-from serve_app.problems import Problem, not_found
+from serve_app.problems import Problem, not_found, problem_of
 from serve_app.render import rfc3339
 from serve_app.routing import (
     COMMON_RESPONSES,
     Admin,
-    IdempotencyKeyChecked,
+    IdempotencyKeyHeader,
     json_response,
     responses_with,
     service_of,
 )
-from serve_app.service import Service
+from serve_app.service import Service, fingerprint, scoped_key
 
 DISPATCHER_TIMEOUT_SECONDS = 10.0
 EventType = Literal[
@@ -71,12 +72,24 @@ def add_webhook_routes(app: FastAPI) -> None:
         request: Request,
         body: WebhookBody,
         caller: Admin,
-        idempotency_key: IdempotencyKeyChecked = None,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
-        subscription = await _ask(
-            service_of(request), "register", body.url, sorted(set(body.events)), body.secret
+        service, events = service_of(request), sorted(set(body.events))
+        key = scoped_key(caller, idempotency_key)
+        if key is None:
+            subscription = await _ask(service, "register", body.url, events, body.secret)
+            return json_response(webhook_body(subscription), 201, caller.headers)
+        # The dispatcher keeps the key with the subscription, atomically: a retry after a 503
+        # (the first call may have succeeded) replays that subscription instead of adding one.
+        request_print = fingerprint(request.method, request.url.path, await request.body())
+        outcome = await _ask(
+            service, "register_once", body.url, events, body.secret, key, request_print
         )
-        return json_response(webhook_body(subscription), 201, caller.headers)
+        if outcome is None:
+            raise problem_of(IdempotencyKeyReused(idempotency_key or ""))
+        subscription, replayed = outcome
+        headers = {**caller.headers, **({"Idempotent-Replayed": "true"} if replayed else {})}
+        return json_response(webhook_body(subscription), 201, headers)
 
     @app.get("/v1/webhooks", responses=COMMON_RESPONSES, summary="Every subscription")
     async def subscriptions(request: Request, caller: Admin) -> Response:

@@ -1,6 +1,6 @@
 """The change feed against real shards: read while a load runs and shard processes are killed
 with SIGKILL, every acknowledged change appears exactly once, in each shard's LSN order; a
-cursor older than the retention is refused."""
+cursor older than the retention (one from the very start too) is refused, never a silent gap."""
 
 import asyncio
 import json
@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import AdjustStock
 from inventory_actors.feed.reader import FeedExpired, FeedReader
 from inventory_actors.shard.config import ShardConfig
-from inventory_actors.shard.feed_pages import Cursor
+from inventory_actors.shard.feed_pages import Cursor, Position
 from inventory_actors.shard.protocol import ShardStatus, Submission
 from tests.conftest import ClientFactory, wait_for
 
@@ -122,24 +121,104 @@ def test_a_reader_sees_every_acknowledged_change_once_in_lsn_order_across_shard_
         assert (0 if view is None else view.on_hand) == totals[sku], sku
 
 
+def sku_on(client: InventoryClient, shard_id: int, prefix: str) -> str:
+    """A SKU that `shard_id` owns."""
+    return next(
+        sku
+        for sku in (f"{prefix}-{i}" for i in range(10_000))
+        if client.partition.owner(sku=sku) == shard_id
+    )
+
+
+def first_lsn(client: InventoryClient, shard_id: int) -> int:
+    first, _ = ray.get(client.shards[shard_id].read_feed.remote(0, 1))
+    return int(first)
+
+
+def references(events: list[dict[str, Any]]) -> list[str]:
+    return [str(event["reference"]) for event in events]
+
+
+RETAIN_NOTHING = ShardConfig(event_retention_seconds=0.0, housekeeping_interval_seconds=0.1)
+
+
 def test_a_cursor_older_than_the_retention_is_refused_and_a_new_reader_starts_at_the_oldest(
-    make_client: ClientFactory, tmp_path: Path
+    make_client: ClientFactory,
 ) -> None:
-    config = ShardConfig(event_retention_seconds=0.0, housekeeping_interval_seconds=0.1)
-    client = make_client(shard_count=1, config=config)
+    client = make_client(shard_count=1, config=RETAIN_NOTHING)
     reader = FeedReader(client.shards, timeout_seconds=10.0)
     for index in range(5):
         client.adjust("R-1", "main", 1, reference=f"old-{index}")
     early = asyncio.run(reader.read(Cursor.start(1), 2)).cursor
     assert ray.get(client.shards[0].snapshot.remote())
     client.adjust("R-1", "main", 1, reference="new")
-
-    def pruned() -> bool:
-        first, _ = ray.get(client.shards[0].read_feed.remote(0, 1))
-        return bool(first > 5)
-
-    wait_for(pruned, 30, "the log to be pruned up to the snapshot")
+    wait_for(lambda: first_lsn(client, 0) > 5, 30, "the log to be pruned up to the snapshot")
     with pytest.raises(FeedExpired):
         asyncio.run(reader.read(early, 10))
+    # A cursor from the very start, as a client holds it, names LSN 1: pruned, so refused too.
+    with pytest.raises(FeedExpired):
+        asyncio.run(reader.read(Cursor.decode(Cursor((Position(0, 0),)).encode(), 1), 10))
+    # Only a reader without a cursor starts at the oldest event kept.
     events, _ = read_all(reader, Cursor.start(1))
-    assert [event["reference"] for event in events] == ["new"]
+    assert references(events) == ["new"]
+
+
+def test_a_cursor_that_read_nothing_of_a_shard_is_refused_once_that_shard_pruned_records(
+    make_client: ClientFactory,
+) -> None:
+    """Two shards, a consumer paused while the shard it had read nothing of (it was empty)
+    writes records and prunes them: the consumer gets FeedExpired, never a silent gap."""
+    client = make_client(shard_count=2, config=RETAIN_NOTHING)
+    reader = FeedReader(client.shards, timeout_seconds=10.0)
+    busy, quiet = sku_on(client, 0, "B"), sku_on(client, 1, "Q")
+    client.adjust(busy, "main", 1, reference="seen")
+    events, paused = read_all(reader, Cursor.start(2))
+    assert references(events) == ["seen"]
+    # A client that got its cursor from an older version holds position 0 for the empty shard.
+    held = [paused, Cursor.decode(paused.encode(), 2)]
+    held.append(Cursor.decode(Cursor((paused.positions[0], Position(0, 0))).encode(), 2))
+    for index in range(3):
+        client.adjust(quiet, "main", 1, reference=f"missed-{index}")
+    assert ray.get(client.shards[1].snapshot.remote())
+    # The whole log of shard 1 goes (it is all before the snapshot's start).
+    wait_for(lambda: first_lsn(client, 1) == 4, 30, "shard 1's log pruned whole")
+    for cursor in held:
+        with pytest.raises(FeedExpired) as expired:
+            asyncio.run(reader.read(cursor, 10))
+        assert (expired.value.shard_id, expired.value.first_lsn) == (1, 4)
+    # Without a cursor: from the oldest kept; and that reader, paused in turn, misses nothing.
+    events, fresh = read_all(reader, Cursor.start(2))
+    assert references(events) == ["seen"]
+    fresh = Cursor.decode(fresh.encode(), 2)
+    client.adjust(quiet, "main", 1, reference="after")
+    client.adjust(busy, "main", 1, reference="after-busy")
+    events, _ = read_all(reader, fresh)
+    assert sorted(references(events)) == ["after", "after-busy"]
+
+
+def test_a_cursor_over_several_shards_one_of_them_empty_misses_and_repeats_nothing(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(shard_count=3)
+    reader = FeedReader(client.shards, timeout_seconds=10.0)
+    empty = sku_on(client, 1, "E")
+    others = [sku_on(client, 0, "A"), sku_on(client, 2, "C")]
+    for index in range(6):
+        client.adjust(others[index % 2], "main", 1, reference=f"first-{index}")
+    # A brand-new shard (its log starts at 1) with a held position 0 is not refused.
+    for start in (Cursor.start(3), Cursor.decode(Cursor.start(3).encode(), 3)):
+        events, cursor = read_all(reader, start, limit=4)
+        assert sorted(references(events)) == [f"first-{index}" for index in range(6)]
+    token = cursor.encode()
+    for index in range(4):
+        client.adjust(empty, "main", 1, reference=f"second-{index}")
+        client.adjust(others[index % 2], "main", 1, reference=f"second-other-{index}")
+    events, cursor = read_all(reader, Cursor.decode(token, 3), limit=3)
+    assert sorted(references(events)) == sorted(
+        [f"second-{i}" for i in range(4)] + [f"second-other-{i}" for i in range(4)]
+    )
+    assert [e["reference"] for e in events if e["sku"] == empty] == [
+        f"second-{i}" for i in range(4)
+    ]
+    again, _ = read_all(reader, cursor)
+    assert again == []

@@ -1,10 +1,12 @@
 """Restock jobs end to end on a real Ray cluster: files read by a Ray task, parts applied by
-real shard actors to real SQLite files, shards and the job's driver killed with SIGKILL."""
+real shard actors to real SQLite files, shards and the job's driver killed with SIGKILL, broken
+files refused whole, job ids bound to their files, resumes after the chunks' keys expired."""
 
 import os
 import signal
+import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,20 @@ import ray
 
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import LineRequest
-from inventory_actors.restock.book import Begun
-from inventory_actors.restock.job import JobFailed, JobRunner, job_spec
+from inventory_actors.restock.book import Begun, JobProgress, JobSpec
+from inventory_actors.restock.job import (
+    RESUME_WITHIN_SECONDS,
+    RETRY_DEADLINE_SECONDS,
+    JobFailed,
+    JobRunner,
+    job_spec,
+)
 from inventory_actors.restock.runtime import jobs_actor, restock_task
-from inventory_actors.shard.partitioning import PartitionMap
-from inventory_actors.shard.protocol import ShardStatus
+from inventory_actors.shard.config import ShardConfig
+from inventory_actors.shard.errors import ShardUnavailable
+from inventory_actors.shard.partitioning import PartitionMap, shard_path
+from inventory_actors.shard.protocol import Outcome, ShardStatus
+from inventory_actors.shard.restock_chunk import RestockChunk
 from inventory_cli.restock import restock_command
 from persistence.jobs_store import JobRecord
 from tests.conftest import ClientFactory, wait_for
@@ -106,15 +117,29 @@ def run_job(
     return record
 
 
-@pytest.fixture
-def cluster(
-    make_client: ClientFactory, tmp_path: Path
-) -> Iterator[tuple[InventoryClient, Path, str]]:
+Cluster = tuple[InventoryClient, Path, str]
+
+
+def start_cluster(
+    make_client: ClientFactory, tmp_path: Path, config: ShardConfig | None = None
+) -> Iterator[Cluster]:
     namespace = f"restock-{os.getpid()}-{tmp_path.name}"[:60]
     data_dir = tmp_path / "data"
-    client = make_client(shard_count=3, data_dir=data_dir, namespace=namespace)
+    client = make_client(shard_count=3, data_dir=data_dir, namespace=namespace, config=config)
     yield client, data_dir, namespace
     ray.kill(jobs_actor(data_dir, namespace), no_restart=True)
+
+
+@pytest.fixture
+def cluster(make_client: ClientFactory, tmp_path: Path) -> Iterator[Cluster]:
+    yield from start_cluster(make_client, tmp_path)
+
+
+@pytest.fixture
+def forgetful_cluster(make_client: ClientFactory, tmp_path: Path) -> Iterator[Cluster]:
+    """Shards that forget idempotency records after a second (a day in production)."""
+    config = ShardConfig(idempotency_retention_seconds=1.0, housekeeping_interval_seconds=0.2)
+    yield from start_cluster(make_client, tmp_path, config)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -282,17 +307,32 @@ def two_files(tmp_path: Path) -> tuple[Path, Path, pa.Table]:
     return first, second, table
 
 
-def test_the_cli_reports_a_summary_and_runs_a_finished_job_never_again(
-    cluster: tuple[InventoryClient, Path, str], tmp_path: Path
+def run_cli_refused(path: Path, data_dir: Path, namespace: str, *extra: str) -> str:
+    process = _restock_cli(path, data_dir, namespace, *extra)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2, output
+    return output
+
+
+def test_the_cli_reports_a_summary_and_refuses_a_job_id_reused_for_another_file(
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     client, data_dir, namespace = cluster
     first, second, table = two_files(tmp_path)
     output = run_cli_to_end(first, data_dir, namespace, "--job-id", "nightly-1")
     assert "job nightly-1: succeeded" in output
     assert "1,000 applied" in output
-    output = run_cli_to_end(second, data_dir, namespace, "--job-id", "nightly-1")
-    assert "job nightly-1: succeeded" in output
+    output = run_cli_refused(second, data_dir, namespace, "--job-id", "nightly-1")
+    assert "job id nightly-1 was used before for a different file or mode" in output
+    assert "(that job succeeded: a.parquet, delta mode); nothing applied" in output
+    # The other mode is other content too.
+    output = run_cli_refused(first, data_dir, namespace, "--job-id", "nightly-1", "--mode", "set")
+    assert "job id nightly-1 was used before for a different file or mode" in output
     skus = sorted(set(table.column("sku").to_pylist()))
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+    # The first file again is its finished job: answered, never run again.
+    output = run_cli_to_end(first, data_dir, namespace, "--job-id", "nightly-1")
+    assert "job nightly-1: succeeded (attempt 1)" in output
     assert on_hand(client, skus) == expected_on_hand(table, "delta")
 
 
@@ -338,3 +378,210 @@ def test_a_job_that_splits_by_a_wrong_map_fails_at_once_and_applies_nothing(
     assert runner.progress.rows_applied == 0
     skus = sorted(set(table.column("sku").to_pylist()))
     assert client.get_skus(skus) == [None] * len(skus)
+
+
+# -- a file that breaks after its first chunk ------------------------------------------------------
+
+BROKEN_ROWS = 150_000  # one chunk and a half: the task's chunks are 100,000 rows
+
+
+def broken_and_fixed_csv(tmp_path: Path) -> tuple[Path, Path, pa.Table]:
+    """A CSV whose last row has a cell too many, and the same file with that row mended."""
+    fixed = tmp_path / "fixed.csv"
+    table = stock_file(fixed, BROKEN_ROWS, skus=1_000, locations=3)
+    broken = tmp_path / "broken.csv"
+    text = fixed.read_text()
+    assert text.endswith("\n")
+    broken.write_text(text[:-1] + ",9\n")
+    return broken, fixed, table
+
+
+def test_the_cli_refuses_a_file_broken_past_its_first_chunk_then_applies_it_fixed_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    broken, fixed, table = broken_and_fixed_csv(tmp_path)
+    skus = sorted(set(table.column("sku").to_pylist()))
+    output = run_cli_refused(broken, data_dir, namespace, "--job-id", "po-991")
+    assert "broken.csv refused, nothing applied" in output
+    assert f"at data row {BROKEN_ROWS}: CSV parse error: Expected 3 columns, got 4" in output
+    assert client.get_skus(skus) == [None] * len(skus)
+    # Refused before the job existed: its id is free for the mended file.
+    assert ray.get(jobs_actor(data_dir, namespace).get.remote("po-991")) is None
+    output = run_cli_to_end(fixed, data_dir, namespace, "--job-id", "po-991")
+    assert f"job po-991: succeeded (attempt 1): {BROKEN_ROWS:,} rows read" in output
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+
+
+def test_a_job_given_a_file_that_breaks_after_its_first_chunk_applies_none_of_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The job's task checks the whole file too, whoever submitted it."""
+    client, data_dir, namespace = cluster
+    broken, fixed, table = broken_and_fixed_csv(tmp_path)
+    skus = sorted(set(table.column("sku").to_pylist()))
+    record = run_job(client, broken, "delta", data_dir, namespace)
+    assert record.status == "failed"
+    assert record.error is not None
+    assert "refused whole, nothing applied" in record.error
+    assert f"at data row {BROKEN_ROWS}" in record.error
+    assert (record.rows_applied, record.chunks_done) == (0, 0)
+    assert client.get_skus(skus) == [None] * len(skus)
+    record = run_job(client, fixed, "delta", data_dir, namespace)
+    assert (record.status, record.rows_applied) == ("succeeded", BROKEN_ROWS)
+    assert on_hand(client, skus) == expected_on_hand(table, "delta")
+
+
+# -- resuming a failed job -----------------------------------------------------------------------
+
+CHUNK_ROWS = 1_000
+
+
+def runner_for(
+    client: InventoryClient,
+    spec: JobSpec,
+    data_dir: Path,
+    namespace: str,
+    attempt: int,
+    send: Callable[[RestockChunk], object] | None = None,
+    retry_deadline_seconds: float = RETRY_DEADLINE_SECONDS,
+    resume_within_seconds: float = RESUME_WITHIN_SECONDS,
+) -> JobRunner:
+    """A runner of `attempt` that reports to the jobs actor and starts where its book says, as
+    the job's task does, with chunks of CHUNK_ROWS."""
+    jobs = jobs_actor(data_dir, namespace)
+    start: JobProgress | None = ray.get(jobs.start.remote(spec.job_id, attempt))
+    assert start is not None
+
+    def report(progress: JobProgress) -> bool:
+        return bool(ray.get(jobs.report.remote(spec.job_id, attempt, progress)))
+
+    return JobRunner(
+        spec,
+        client.partition,
+        send or (lambda part: client.shards[part.shard_id].restock.remote(part)),
+        report,
+        rows_per_chunk=CHUNK_ROWS,
+        retry_deadline_seconds=retry_deadline_seconds,
+        start=start,
+        resume_within_seconds=resume_within_seconds,
+    )
+
+
+def fail_after_the_first_chunk(
+    client: InventoryClient, spec: JobSpec, path: Path, data_dir: Path, namespace: str
+) -> JobRecord:
+    """Attempt 1 applies chunk 0; chunk 1's shards are down, and the job fails."""
+
+    def send(part: RestockChunk) -> object:
+        if part.chunk == 0:
+            return client.shards[part.shard_id].restock.remote(part)
+        return ray.put(Outcome(ShardUnavailable(part.shard_id, "down")))
+
+    jobs = jobs_actor(data_dir, namespace)
+    begun: Begun = ray.get(jobs.begin.remote(spec))
+    assert begun.attempt == 1
+    runner = runner_for(client, spec, data_dir, namespace, 1, send, retry_deadline_seconds=0.0)
+    with pytest.raises(JobFailed, match="unavailable") as failure:
+        runner.run(path)
+    finished: JobRecord | None = ray.get(
+        jobs.finish.remote(spec.job_id, 1, runner.progress, str(failure.value))
+    )
+    assert finished is not None
+    assert (finished.status, finished.chunks_done, finished.rows_read) == ("failed", 1, CHUNK_ROWS)
+    return finished
+
+
+def stored_keys(data_dir: Path, shard_count: int, pattern: str) -> int:
+    """Idempotency records whose key is LIKE `pattern`, in every shard's own file."""
+    count = 0
+    for shard_id in range(shard_count):
+        connection = sqlite3.connect(f"file:{shard_path(data_dir, shard_id)}?mode=ro", uri=True)
+        try:
+            query = "SELECT count(*) FROM idempotency WHERE key LIKE ?"
+            count += connection.execute(query, (pattern,)).fetchone()[0]
+        finally:
+            connection.close()
+    return count
+
+
+@pytest.mark.parametrize("mode", ["delta", "set"])
+def test_a_failed_job_resumed_after_its_chunks_keys_expired_applies_them_never_again(
+    forgetful_cluster: Cluster, tmp_path: Path, mode: str
+) -> None:
+    client, data_dir, namespace = forgetful_cluster
+    path = tmp_path / "stock.parquet"
+    # Every level once: a level of chunk 0 changes again only if chunk 0 applies again.
+    table = stock_file(path, 3 * CHUNK_ROWS, skus=3 * CHUNK_ROWS, locations=1)
+    spec = job_spec(path, mode, "parquet", path.name)
+    fail_after_the_first_chunk(client, spec, path, data_dir, namespace)
+    # A change after the failure, to a level of the chunk done: a count must not undo it.
+    first_sku, first_location = table.column("sku")[0].as_py(), table.column("location")[0].as_py()
+    client.adjust(first_sku, first_location, 1_000)
+    shards = client.partition.shard_count
+    assert stored_keys(data_dir, shards, f"restock:{spec.job_id}:0:%") > 0
+    wait_for(
+        lambda: stored_keys(data_dir, shards, f"restock:{spec.job_id}:0:%") == 0,
+        60,
+        "the shards to forget the keys of the chunk done",
+    )
+
+    begun: Begun = ray.get(jobs_actor(data_dir, namespace).begin.remote(spec))
+    assert begun.attempt == 2
+    runner = runner_for(client, spec, data_dir, namespace, 2)
+    progress = runner.run(path)
+    assert (progress.rows_read, progress.rows_applied, progress.chunks_done) == (3_000, 3_000, 3)
+    expected = expected_on_hand(table, mode)
+    expected[(first_sku, first_location)] += 1_000
+    skus = sorted(set(table.column("sku").to_pylist()))
+    assert on_hand(client, skus) == expected
+
+
+def test_a_chunk_sent_but_never_recorded_done_is_not_sent_again_once_its_keys_may_be_gone(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Chunk 1 was sent when its job failed, and how it ended is unknown: once its shards may
+    have forgotten it (a day in production), the job does not resume, rather than risk
+    applying it twice."""
+    client, data_dir, namespace = cluster
+    path = tmp_path / "stock.parquet"
+    table = stock_file(path, 3 * CHUNK_ROWS, skus=600, locations=2)
+    spec = job_spec(path, "delta", "parquet", path.name)
+    failed = fail_after_the_first_chunk(client, spec, path, data_dir, namespace)
+    assert failed.chunk_sent_at_ms is not None
+    skus = sorted(set(table.column("sku").to_pylist()))
+    after_first = on_hand(client, skus)
+    jobs = jobs_actor(data_dir, namespace)
+    begun: Begun = ray.get(jobs.begin.remote(spec))
+    assert begun.attempt == 2
+    runner = runner_for(client, spec, data_dir, namespace, 2, resume_within_seconds=0.0)
+    with pytest.raises(
+        JobFailed, match=r"cannot resume: its rows from row 1001 \(chunk 1\) on"
+    ) as failure:
+        runner.run(path)
+    assert on_hand(client, skus) == after_first
+    # The next attempt starts from the same point: the first send of the chunk is kept.
+    ray.get(jobs.finish.remote(spec.job_id, 2, runner.progress, str(failure.value)))
+    record: JobRecord = ray.get(jobs.get.remote(spec.job_id))
+    assert (record.chunks_done, record.chunk_sent_at_ms) == (1, failed.chunk_sent_at_ms)
+
+
+def test_a_job_id_is_refused_for_another_file_after_its_first_job_failed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    client, data_dir, namespace = cluster
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    table = stock_file(first, 3 * CHUNK_ROWS, skus=600, locations=2)
+    write(table.set_column(2, "quantity", pc.add(table.column("quantity"), 1)), second)
+    spec = job_spec(first, "delta", "parquet", first.name, "reused-2")
+    fail_after_the_first_chunk(client, spec, first, data_dir, namespace)
+    skus = sorted(set(table.column("sku").to_pylist()))
+    after_first = on_hand(client, skus)
+    jobs = jobs_actor(data_dir, namespace)
+    other = job_spec(second, "delta", "parquet", second.name, "reused-2")
+    refused: Begun = ray.get(jobs.begin.remote(other))
+    assert refused.reused and refused.attempt is None
+    assert (refused.record.status, refused.record.source) == ("failed", "a.parquet")
+    assert on_hand(client, skus) == after_first
+    # Its own file resumes it.
+    assert ray.get(jobs.begin.remote(spec)).attempt == 2

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from chaos.checker import check
-from chaos.history import History, Kind, Op
+from chaos.history import Attempt, History, Kind, Op, problem_type
 from chaos.verdict import FinalState
 
 SKU = "A-1"
@@ -40,7 +40,18 @@ def event(
         "after": {"on_hand": after[0], "reserved": after[1]},
         "version": version,
         "reference": extra.get("reference"),
+        "reservation_id": extra.get("reservation_id"),
+        "at": extra.get("at", f"2026-12-01T10:00:{lsn:02d}.000Z"),
     }
+
+
+def problem(slug: str, status: int, **extensions: Any) -> dict[str, Any]:
+    return {
+        "type": f"/problems/{slug}",
+        "title": slug,
+        "status": status,
+        "detail": slug,
+    } | extensions
 
 
 class Story:
@@ -61,9 +72,12 @@ class Story:
         hold = {
             "reservation_id": "r_1",
             "status": "active",
+            "expires_at": "2026-12-01T10:00:30.000Z",
             "lines": [{"sku": SKU, "location": "east", "quantity": 2}],
         }
-        self.add(Kind.RESERVE, "POST", "/v1/reservations", {"lines": []}, 201, hold)
+        lines = [{"sku": SKU, "location": "east", "quantity": 2}]
+        body = {"lines": lines, "ttl_seconds": 30, "reference": "ref-2"}
+        self.add(Kind.RESERVE, "POST", "/v1/reservations", body, 201, hold)
         self.add(
             Kind.COMMIT,
             "POST",
@@ -94,9 +108,15 @@ class Story:
     def add(self, kind: Kind, method: str, path: str, body: Any, status: int, answer: Any) -> Op:
         op_id = len(self.history.ops)
         key = None if method == "GET" else f"k-{op_id}"
-        op = Op(op_id, 0, kind, method, path, body, key, float(op_id), op_id + 0.5, status, answer)
+        op = Op(op_id, 0, kind, method, path, body, key, float(op_id))
+        op.record(status, answer, {}, op_id + 0.5)
         self.history.ops.append(op)
         return op
+
+    def reserve(self, quantity: int, status: int, answer: Any) -> Op:
+        lines = [{"sku": SKU, "location": "east", "quantity": quantity}]
+        body = {"lines": lines, "ttl_seconds": 30, "reference": f"ref-{len(self.history.ops)}"}
+        return self.add(Kind.RESERVE, "POST", "/v1/reservations", body, status, answer)
 
     def checks(self) -> dict[str, int]:
         return check(self.history, self.final).by_check()
@@ -153,10 +173,16 @@ def test_overlapping_reads_may_see_versions_in_either_order() -> None:
 
 def test_an_unknown_outcome_left_unresolved_is_caught() -> None:
     story = Story()
-    body = {"location": "east", "delta": 1, "reason": "correction", "reference": "ref-9"}
+    body = {"location": "east", "delta": -20, "reason": "correction", "reference": "ref-9"}
     op = story.add(Kind.ADJUST, "POST", f"/v1/skus/{SKU}/adjustments", body, 0, None)
     assert story.checks() == {"unresolved": 1}
-    op.resolve_attempts, op.resolved_status = 1, 409
+    unavailable = problem("shard-unavailable", 503)
+    op.retries.append(
+        Attempt(6.0, 6.1, 503, unavailable, {"Retry-After": "1"}, "shard-unavailable")
+    )
+    assert story.checks() == {"unresolved": 1}
+    short = problem("insufficient-stock", 409)
+    op.retries.append(Attempt(7.0, 7.1, 409, short, {}, "insufficient-stock", after_load=True))
     assert story.checks() == {}
 
 
@@ -212,9 +238,21 @@ def test_a_replay_that_answers_differently_is_caught() -> None:
     first = story.history.ops[1]
     replay = story.add(Kind.REPLAY, "POST", first.path, first.body, 200, view(5, level("east", 18)))
     replay.replay_of = first.op_id
+    replay.headers = {"Idempotent-Replayed": "true"}
     assert story.checks().get("replay") == 1
     replay.answer = first.answer
     assert story.checks() == {}
+    replay.headers = {}
+    assert story.checks() == {"replay": 1}  # the stored answer, but not said to be one
+
+
+def test_a_replay_refused_instead_of_answered_is_caught() -> None:
+    story = Story()
+    first = story.history.ops[2]  # the reservation, answered 201
+    reused = problem("idempotency-key-reused", 422)
+    replay = story.add(Kind.REPLAY, first.method, first.path, first.body, 422, reused)
+    replay.replay_of = first.op_id
+    assert story.checks() == {"replay": 1}
 
 
 @pytest.mark.parametrize(
@@ -227,7 +265,13 @@ def test_a_replay_that_answers_differently_is_caught() -> None:
         (
             {
                 "restock_jobs": [
-                    {"status": "failed", "rows_total": 4, "rows_applied": 0, "added": {}}
+                    {
+                        "job_id": "rj-1",
+                        "status": "failed",
+                        "rows_total": 4,
+                        "rows_applied": 0,
+                        "added": {},
+                    }
                 ]
             },
             "restock",
@@ -243,11 +287,20 @@ def test_file_and_restock_checks(change: dict[str, Any], check_name: str) -> Non
 
 def test_restocked_units_count_and_a_half_applied_job_is_flagged() -> None:
     story = Story()
-    job = {"status": "succeeded", "rows_total": 3, "rows_applied": 3, "added": {(SKU, "east"): 3}}
+    job = {
+        "job_id": "rj-1",
+        "status": "succeeded",
+        "rows_total": 3,
+        "rows_applied": 3,
+        "added": {(SKU, "east"): 3},
+    }
     story.final.restock_jobs = [job]
-    assert story.checks() == {"conservation": 1}  # 3 units the state does not have
+    assert story.checks() == {"conservation": 1, "restock": 1}  # 3 units and rows not there
     story.final.skus[SKU] = view(4, level("east", 16))
-    story.final.feed.append(event(5, "stock.adjusted", (13, 0), (16, 0), 4))
+    story.final.feed += [
+        event(5, "stock.adjusted", (13 + n, 0), (14 + n, 0), 4, reference="restock:rj-1")
+        for n in range(3)
+    ]
     assert story.checks() == {}
     story.final.restock_jobs = [job | {"status": "failed", "rows_applied": 1, "added": None}]
     assert story.checks() == {"conservation": 1, "restock": 1}
@@ -257,3 +310,225 @@ def test_a_history_survives_its_json_lines() -> None:
     story = Story()
     again = History.of_lines(story.history.lines())
     assert again == story.history
+
+
+# -- refusals ------------------------------------------------------------------------------
+# The Story's level east has 10 units available once stocked, and never fewer.
+
+
+def short(requested: int, available: int = 10) -> dict[str, Any]:
+    line = {"sku": SKU, "location": "east", "requested": requested, "available": available}
+    return problem("insufficient-stock", 409, lines=[line])
+
+
+def test_a_reservation_refused_with_another_409_is_caught() -> None:
+    story = Story()
+    story.reserve(1, 409, problem("reservation-not-active", 409))
+    assert story.checks() == {"refusal": 1}
+
+
+def test_a_reservation_refused_while_stock_was_ample_is_caught() -> None:
+    story = Story()
+    story.reserve(5, 409, short(5, available=4))
+    assert story.checks() == {"refusal": 1}
+
+
+def test_a_rightful_insufficient_stock_passes() -> None:
+    story = Story()
+    story.reserve(11, 409, short(11))
+    assert story.checks() == {}
+
+
+def test_an_insufficient_stock_that_names_no_short_line_is_caught() -> None:
+    story = Story()
+    story.reserve(11, 409, problem("insufficient-stock", 409, lines=[]))
+    story.reserve(11, 409, short(11, available=11))
+    assert story.checks() == {"refusal": 2}
+
+
+def test_a_line_without_location_is_short_only_if_every_location_was() -> None:
+    story = Story()
+    body = {"lines": [{"sku": SKU, "quantity": 11}], "ttl_seconds": 30, "reference": "ref-9"}
+    answer = problem(
+        "insufficient-stock", 409, lines=[{"sku": SKU, "requested": 11, "available": 10}]
+    )
+    story.add(Kind.RESERVE, "POST", "/v1/reservations", body, 409, answer)
+    assert story.checks() == {}
+    west = event(1, "stock.set", (0, 0), (20, 0), 1) | {"location": "west"}
+    story.final.feed.insert(1, west)
+    story.final.skus[SKU] = view(4, level("east", 13), level("west", 20))
+    story.final.initial[SKU, "west"] = 20
+    assert story.checks() == {"refusal": 1}  # west always had the 11 units
+
+
+def test_a_commit_refused_must_name_the_status_the_reservation_ended_in() -> None:
+    story = Story()
+    path = "/v1/reservations/r_1/commit"
+    story.add(Kind.COMMIT, "POST", path, None, 409, problem("reservation-not-active", 409))
+    story.add(
+        Kind.COMMIT,
+        "POST",
+        path,
+        None,
+        409,
+        problem("reservation-not-active", 409, reservation_status="expired"),
+    )
+    assert story.checks() == {"refusal": 2}  # it ended committed
+
+
+def test_a_refused_reservation_that_holds_units_is_caught() -> None:
+    story = Story()
+    op = story.reserve(11, 409, short(11))
+    assert op.body is not None
+    story.final.feed.append(
+        event(
+            5,
+            "reservation.created",
+            (13, 0),
+            (13, 1),
+            5,
+            reference=op.body["reference"],
+            reservation_id="r_9",
+        )
+    )
+    story.final.skus[SKU] = view(5, level("east", 13, 1))
+    found = story.checks()
+    assert found.get("refusal") == 1
+    released = event(6, "reservation.released", (13, 1), (13, 0), 6, reservation_id="r_9")
+    story.final.feed.append(released)
+    story.final.skus[SKU] = view(6, level("east", 13))
+    assert story.checks() == {}
+
+
+def test_a_key_reused_with_another_body_must_be_refused() -> None:
+    story = Story()
+    first = story.history.ops[1]
+    assert first.body is not None
+    body = first.body | {"delta": 6, "reference": "ref-9"}
+    reuse = story.add(Kind.KEY_REUSE, "POST", first.path, body, 200, view(5, level("east", 19)))
+    reuse.key, reuse.replay_of = first.key, first.op_id
+    assert story.checks().get("key-reuse") == 1
+    reuse.record(422, problem("idempotency-key-reused", 422), {}, reuse.ended)
+    assert story.checks() == {}
+    reuse.record(409, problem("insufficient-stock", 409), {}, reuse.ended)
+    assert story.checks() == {"refusal": 1}
+
+
+def test_a_503_problem_without_retry_after_is_caught() -> None:
+    story = Story()
+    op = story.add(
+        Kind.READ, "GET", f"/v1/skus/{SKU}", None, 503, problem("shard-unavailable", 503)
+    )
+    assert story.checks() == {"headers": 1}
+    op.headers = {"Retry-After": "1"}
+    assert story.checks() == {}
+
+
+# -- reservation statuses -------------------------------------------------------------------
+
+
+def test_a_reservation_pending_after_settling_is_caught() -> None:
+    story = Story()
+    story.final.holds["r_1"] = story.hold("pending")
+    assert story.checks().get("status") == 1
+
+
+def test_a_committed_reservation_needs_an_acknowledged_commit() -> None:
+    story = Story()
+    commit = story.history.ops[3]
+    commit.record(0, None, {}, commit.ended)
+    commit.retries.append(Attempt(9.0, 9.5, 409, problem("reservation-not-active", 409)))
+    commit.retries[-1].problem = "reservation-not-active"
+    found = story.checks()
+    assert found.get("status") == 1  # committed, but the commit was refused
+    assert found.get("refusal") == 1  # and its refusal names no status
+
+
+def test_an_expiry_before_the_deadline_is_caught() -> None:
+    story = Story()
+    # r_1 expired instead of being committed: its units went back, the commit was refused.
+    story.history.ops[3].record(
+        409, problem("reservation-not-active", 409, reservation_status="expired"), {}, 3.5
+    )
+    story.final.holds["r_1"] = story.hold("expired")
+    story.final.feed[3] = event(
+        4,
+        "reservation.expired",
+        (15, 2),
+        (15, 0),
+        4,
+        reservation_id="r_1",
+        at="2026-12-01T10:00:29.999Z",
+    )
+    story.final.skus[SKU] = view(4, level("east", 15))
+    story.history.ops[4].record(200, view(4, level("east", 15)), {}, 4.5)
+    story.final.home_shards = {"r_1": 0}
+    assert story.checks() == {"status": 1}
+    story.final.feed[3]["at"] = "2026-12-01T10:00:30.000Z"
+    assert story.checks() == {}
+    story.final.home_shards = {"r_1": 1}  # the event is not the home's
+    assert story.checks() == {"status": 1}
+
+
+def test_a_level_whose_first_event_does_not_start_from_zero_is_caught() -> None:
+    story = Story()
+    for item in story.final.feed:
+        item["before"]["on_hand"] += 1
+        item["after"]["on_hand"] += 1
+    story.final.skus[SKU] = view(4, level("east", 14))
+    story.final.initial = {(SKU, "east"): 11}
+    story.history.ops[0].record(200, view(1, level("east", 11)), {}, 0.5)
+    story.history.ops[1].record(200, view(2, level("east", 16)), {}, 1.5)
+    story.history.ops[4].record(200, view(4, level("east", 14)), {}, 4.5)
+    assert story.checks() == {"feed": 1}
+
+
+# -- restock files refused whole, cursors ----------------------------------------------------
+
+
+def test_a_restock_file_expected_refused_must_change_nothing() -> None:
+    story = Story()
+    refused = {
+        "job_id": "late",
+        "expect": "refused",
+        "what": "a file that breaks late",
+        "exit_code": 1,
+        "status": "failed",
+        "rows_applied": 0,
+        "rows_kept": 0,
+        "added": {},
+    }
+    story.final.restock_jobs = [refused]
+    assert story.checks() == {}
+    story.final.restock_jobs = [refused | {"exit_code": 0}]
+    assert story.checks() == {"restock": 1}
+    story.final.restock_jobs = [refused | {"rows_applied": 1}]
+    assert story.checks() == {"restock": 1}
+
+
+def test_a_page_read_from_an_old_cursor_must_continue_where_the_cursor_was() -> None:
+    story = Story()
+    ids = [(0, e["lsn"], e["type"], SKU, "east", e["version"]) for e in story.final.feed]
+    read = {"taken_at": 1.0, "read_at": 2.0, "counts": {0: 2}, "problem": None}
+    story.final.cursor_reads = [read | {"status": 200, "events": ids[2:]}]
+    assert story.checks() == {}
+    story.final.cursor_reads = [read | {"status": 200, "events": ids[3:]}]  # a gap
+    assert story.checks() == {"cursor": 1}
+    story.final.cursor_reads = [read | {"status": 200, "events": ids[1:]}]  # a repeat
+    assert story.checks() == {"cursor": 1}
+    expired = read | {"status": 410, "problem": "cursor-expired", "events": []}
+    story.final.cursor_reads = [expired]
+    assert story.checks() == {}
+    story.final.feed_broken = "the follower's own cursor was refused"
+    assert story.checks() == {"cursor": 1}
+
+
+def test_a_history_with_retries_survives_its_json_lines() -> None:
+    story = Story()
+    op = story.history.ops[1]
+    op.retries.append(Attempt(1.6, 1.7, 200, op.answer, {"Idempotent-Replayed": "true"}))
+    op.headers = {"Retry-After": "1"}
+    again = History.of_lines(story.history.lines())
+    assert again == story.history
+    assert problem_type(problem("insufficient-stock", 409)) == "insufficient-stock"
+    assert problem_type({"type": "about:blank"}) is None

@@ -9,13 +9,24 @@ from typing import TypeVar
 
 import pytest
 
-from inventory_actors.cluster.coordinator import place_reservation
+from inventory_actors.cluster.coordinator import (
+    PENDING_LEASE_MS,
+    Send,
+    attempt_id,
+    check_client_key,
+    legacy_step_key,
+    place_reservation,
+    step_key,
+)
 from inventory_actors.domain import (
+    ActivateReservation,
     AdjustStock,
     CommitHold,
+    HoldNotActive,
     HoldStatus,
     HoldView,
     InsufficientStock,
+    InvalidCommand,
     LineRequest,
     OpenReservation,
     PrepareHold,
@@ -51,12 +62,15 @@ def clock_ms() -> int:
 
 
 class Shards:
-    """Shard cores over real files; `down` shards refuse calls like a dead actor."""
+    """Shard cores over real files; `down` shards refuse calls like a dead actor, and shards in
+    `cut_off` refuse the calls of other shards (a home's decisions) but not a coordinator's."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, config: ShardConfig = CONFIG) -> None:
         self.root = root
+        self.config = config
         self.cores: list[ShardCore] = []
         self.down: set[int] = set()
+        self.cut_off: set[int] = set()
         # How far each shard's clock is set from the real one (a clock jump).
         self.offset_ms: dict[int, int] = {}
         for shard in range(SHARDS):
@@ -68,8 +82,8 @@ class Shards:
             shard,
             lambda: SqliteShardStore(path),
             lambda: clock_ms() + self.offset_ms.get(shard, 0),
-            CONFIG,
-            self.call,
+            self.config,
+            self.peer_call,
             # As in production: each shard checks that what it is sent is its own.
             partition=PARTITION,
         )
@@ -80,6 +94,11 @@ class Shards:
         if shard in self.down:
             return [Outcome(ShardUnavailable(shard, "down"))] * len(subs)
         return await self.cores[shard].submit(subs)
+
+    async def peer_call(self, shard: int, subs: Sequence[Submission]) -> list[Outcome]:
+        if shard in self.cut_off:
+            return [Outcome(ShardUnavailable(shard, "cut off"))] * len(subs)
+        return await self.call(shard, subs)
 
     async def restart(self, shard: int) -> None:
         await self.cores[shard].stop()
@@ -100,9 +119,13 @@ class Shards:
             core.ledger.check_invariants()
 
 
-def run(scenario: Callable[[Shards], "asyncio.Future[None] | object"], tmp_path: Path) -> None:
+def run(
+    scenario: Callable[[Shards], "asyncio.Future[None] | object"],
+    tmp_path: Path,
+    config: ShardConfig = CONFIG,
+) -> None:
     async def main() -> None:
-        shards = Shards(tmp_path)
+        shards = Shards(tmp_path, config)
         try:
             await scenario(shards)  # type: ignore[misc]
             # Every step of the protocol reaches a shard that owns what it names.
@@ -120,10 +143,12 @@ async def stock(shards: Shards, skus: Sequence[str], on_hand: int) -> None:
         assert outcome.ok
 
 
-def cart(skus: Sequence[str], quantity: int = 1, key: str | None = None) -> ReserveStock:
+def cart(
+    skus: Sequence[str], quantity: int = 1, key: str | None = None, ttl_ms: int = 60_000
+) -> ReserveStock:
     lines = tuple(LineRequest(sku, quantity) for sku in skus)
     hold_id = new_hold_id(slot_of(skus[0]), None if key is None else key.encode())
-    return ReserveStock(hold_id, lines, 60_000, "cart")
+    return ReserveStock(hold_id, lines, ttl_ms, "cart")
 
 
 def test_a_cart_over_three_shards_is_placed_committed_and_settled(tmp_path: Path) -> None:
@@ -355,6 +380,24 @@ class CoordinatorDied(Exception):
     """The coordinating process is gone: it sends nothing more and hears no answer."""
 
 
+def dying_send(shards: Shards, calls: int, sent: bool) -> Send:
+    """A coordinator's `send` that dies before its call number `calls` + 1 is sent, or right
+    after it was sent but before the answer came back."""
+    made = 0
+
+    async def send(shard: int, subs: Sequence[Submission]) -> list[Outcome]:
+        nonlocal made
+        made += 1
+        if made > calls + 1 or (made == calls + 1 and not sent):
+            raise CoordinatorDied
+        answer = await shards.call(shard, subs)
+        if made == calls + 1:
+            raise CoordinatorDied
+        return answer
+
+    return send
+
+
 @pytest.mark.parametrize("calls", [0, 1, 2, 3])
 @pytest.mark.parametrize("sent", [False, True], ids=["before-send", "after-send"])
 def test_a_coordinator_dying_at_any_step_leaves_every_shard_consistent(
@@ -366,21 +409,11 @@ def test_a_coordinator_dying_at_any_step_leaves_every_shard_consistent(
 
     async def scenario(shards: Shards) -> None:
         await stock(shards, skus, 5)
-        made = 0
-
-        async def dying_send(shard: int, subs: Sequence[Submission]) -> list[Outcome]:
-            nonlocal made
-            made += 1
-            if made > calls + 1 or (made == calls + 1 and not sent):
-                raise CoordinatorDied
-            answer = await shards.call(shard, subs)
-            if made == calls + 1:
-                raise CoordinatorDied
-            return answer
-
         command = cart(skus)
         with pytest.raises(CoordinatorDied):
-            await place_reservation(dying_send, PARTITION, command, lease_ms=300)
+            await place_reservation(
+                dying_send(shards, calls, sent), PARTITION, command, lease_ms=300
+            )
         rid, home = command.hold_id, PARTITION.owner(hold=command.hold_id)
         activated = calls == 3 and sent  # the fourth call, activation, reached the home
         if activated:
@@ -398,3 +431,320 @@ def test_a_coordinator_dying_at_any_step_leaves_every_shard_consistent(
         shards.check()
 
     run(scenario, tmp_path)
+
+
+# -- keyed carts: a temporary failure is never the key's answer ---------------------------------
+
+# What the HTTP layer passes for every step of one request: the request's own fingerprint.
+FINGERPRINT = "the-request"
+
+
+async def keyed(
+    shards: Shards,
+    command: ReserveStock,
+    key: str,
+    lease_ms: int = PENDING_LEASE_MS,
+    send: Send | None = None,
+) -> Outcome:
+    return await place_reservation(
+        send or shards.call,
+        PARTITION,
+        command,
+        key=key,
+        fingerprint=FINGERPRINT,
+        lease_ms=lease_ms,
+    )
+
+
+def active(outcome: Outcome) -> HoldView:
+    assert isinstance(outcome.value, HoldView), outcome
+    assert outcome.value.status is HoldStatus.ACTIVE, outcome
+    return outcome.value
+
+
+def levels(shards: Shards, skus: Sequence[str]) -> list[tuple[int, int]]:
+    return [shards.level(sku) for sku in skus]
+
+
+async def lapse(shards: Shards, command: ReserveStock, key: str, down: int) -> None:
+    """A first request for the cart while shard `down` is down, answered 503; then its attempt's
+    lease ends (the home releases it) and the shard comes back."""
+    shards.down.add(down)
+    first = await keyed(shards, command, key, lease_ms=2_000)
+    assert isinstance(first.value, ShardUnavailable), first
+    reservations = shards.cores[PARTITION.owner(hold=command.hold_id)].ledger.reservations
+    await poll(
+        lambda: reservations[command.hold_id].status is HoldStatus.RELEASED,
+        "the first attempt's lease to end",
+        15,
+    )
+    shards.down.discard(down)
+
+
+def test_a_keyed_cart_answered_503_for_a_down_participant_is_placed_by_its_retry(
+    tmp_path: Path,
+) -> None:
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        command = cart(skus, 2, key="k-down")
+        shards.down.add(2)
+        first = await keyed(shards, command, "k-down")
+        assert isinstance(first.value, ShardUnavailable) and first.value.shard_id == 2, first
+        # Nothing is decided: the attempt waits for the retry, and survives the home's restart.
+        await shards.restart(0)
+        view = shards.cores[0].read_hold(command.hold_id)
+        assert view is not None and view.status is HoldStatus.PENDING
+        shards.down.clear()
+        again = await keyed(shards, command, "k-down")
+        placed = active(again)
+        assert placed.hold_id == command.hold_id and not again.replayed
+        assert sorted(line.sku for line in placed.lines) == sorted(skus)
+        assert levels(shards, skus) == [(5, 2)] * 3
+        replay = await keyed(shards, command, "k-down")
+        assert replay.value == placed and replay.replayed
+        shards.check()
+
+    run(scenario, tmp_path)
+
+
+def test_a_keyed_retry_after_the_lease_places_the_cart_again_on_the_units_it_held(
+    tmp_path: Path,
+) -> None:
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 2)
+        command = cart(skus, 2, key="k-lapsed")
+        # The home cannot tell shard 2 that the first attempt was released: its part there
+        # still holds the last 2 units when the retry comes.
+        shards.cut_off.add(2)
+        await lapse(shards, command, "k-lapsed", down=1)
+        assert levels(shards, skus) == [(2, 0), (2, 0), (2, 2)]
+        again = await keyed(shards, command, "k-lapsed")
+        placed = active(again)
+        # A new attempt, under an id of its own; the first one's parts are released.
+        assert placed.hold_id == attempt_id(command.hold_id, 2)
+        assert PARTITION.owner(hold=placed.hold_id) == 0
+        assert levels(shards, skus) == [(2, 2)] * 3
+        replay = await keyed(shards, command, "k-lapsed")
+        assert replay.value == placed and replay.replayed
+        shards.cut_off.clear()
+        await poll(lambda: not shards.cores[0].ledger.unsettled, "home settled")
+        assert levels(shards, skus) == [(2, 2)] * 3
+        shards.check()
+
+    run(scenario, tmp_path)
+
+
+def test_a_participant_whose_clock_runs_ahead_makes_a_cart_503_never_409(tmp_path: Path) -> None:
+    skus = [sku_on(0), sku_on(1)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        command = cart(skus, key="k-skew")
+        # Shard 1's clock is past every lease the home gives (1 s) as soon as it is given.
+        shards.offset_ms[1] = 3_000
+        first = await keyed(shards, command, "k-skew", lease_ms=1_000)
+        assert isinstance(first.value, ShardUnavailable), first
+        unkeyed = await place_reservation(shards.call, PARTITION, cart(skus), lease_ms=1_000)
+        assert isinstance(unkeyed.value, ShardUnavailable), unkeyed
+        await poll(lambda: levels(shards, skus) == [(5, 0)] * 2, "nothing held")
+        # The clock is put right; shard 1's business clock then waits for real time to pass the
+        # last time in its log.
+        del shards.offset_ms[1]
+        await poll(lambda: shards.cores[1].clock_ms() <= clock_ms() + 100, "shard 1's clock", 10)
+        placed = active(await keyed(shards, command, "k-skew"))
+        assert levels(shards, skus) == [(5, 1)] * 2
+        assert placed.hold_id == attempt_id(command.hold_id, 2)
+
+    run(scenario, tmp_path)
+
+
+def test_a_keyed_cart_refused_for_short_stock_stays_refused(tmp_path: Path) -> None:
+    skus = [sku_on(0), sku_on(1)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus[:1], 5)
+        await stock(shards, skus[1:], 1)
+        command = cart(skus, 2, key="k-short")
+        first = await keyed(shards, command, "k-short")
+        assert isinstance(first.value, InsufficientStock) and not first.replayed
+        await stock(shards, skus[1:], 10)
+        again = await keyed(shards, command, "k-short")
+        assert isinstance(again.value, InsufficientStock) and again.replayed
+        assert again.value.shortages == first.value.shortages
+        await poll(lambda: levels(shards, skus) == [(5, 0), (11, 0)], "nothing held")
+
+    run(scenario, tmp_path)
+
+
+@pytest.mark.parametrize("lease_ends", [False, True], ids=["at-once", "after-the-lease"])
+@pytest.mark.parametrize("calls", [0, 1, 2, 3])
+@pytest.mark.parametrize("sent", [False, True], ids=["before-send", "after-send"])
+def test_a_keyed_cart_whose_coordinator_died_at_any_step_is_placed_once_by_its_retry(
+    tmp_path: Path, calls: int, sent: bool, lease_ends: bool
+) -> None:
+    """The coordinator dies at a step of the first request (open, two prepares, activate); the
+    retry comes at once, or after the first attempt's lease has ended."""
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 2)
+        command = cart(skus, 2, key="k-died")
+        lease_ms = 500 if lease_ends else PENDING_LEASE_MS
+        with pytest.raises(CoordinatorDied):
+            await keyed(shards, command, "k-died", lease_ms, dying_send(shards, calls, sent))
+        home = shards.cores[0]
+        if lease_ends and home.read_hold(command.hold_id) is not None:
+            await poll(
+                lambda: home.ledger.reservations[command.hold_id].status is not HoldStatus.PENDING,
+                "the first attempt's lease to end",
+                10,
+            )
+        placed = active(await keyed(shards, command, "k-died"))
+        assert sorted(line.sku for line in placed.lines) == sorted(skus)
+        # Each line held once, on the last units: what the dead coordinator left is gone.
+        await poll(lambda: levels(shards, skus) == [(2, 2)] * 3, "every line held once", 10)
+        await poll(lambda: not home.ledger.unsettled, "home settled")
+        shards.check()
+
+    run(scenario, tmp_path)
+
+
+@pytest.mark.parametrize("calls", [3, 4, 5, 7])
+@pytest.mark.parametrize("sent", [False, True], ids=["before-send", "after-send"])
+def test_a_retry_that_dies_while_moving_to_the_next_attempt_is_finished_by_the_next(
+    tmp_path: Path, calls: int, sent: bool
+) -> None:
+    """After a lapsed first attempt, a retry replays it (open, two prepares), aborts it (call 4),
+    opens the second (5), prepares it (6, 7) and activates it (8): it dies at one of those."""
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 2)
+        command = cart(skus, 2, key="k-moving")
+        await lapse(shards, command, "k-moving", down=2)
+        with pytest.raises(CoordinatorDied):
+            await keyed(shards, command, "k-moving", send=dying_send(shards, calls, sent))
+        placed = active(await keyed(shards, command, "k-moving"))
+        assert placed.hold_id == attempt_id(command.hold_id, 2)
+        await poll(lambda: levels(shards, skus) == [(2, 2)] * 3, "every line held once", 10)
+        shards.check()
+
+    run(scenario, tmp_path)
+
+
+def test_keyed_retries_racing_each_other_place_one_reservation(tmp_path: Path) -> None:
+    skus = [sku_on(0), sku_on(1), sku_on(2)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 2)
+        command = cart(skus, 2, key="k-race")
+        await lapse(shards, command, "k-race", down=1)
+        answers = await asyncio.gather(*(keyed(shards, command, "k-race") for _ in range(3)))
+        placed = {active(answer).hold_id for answer in answers}
+        assert placed == {attempt_id(command.hold_id, 2)}
+        await poll(lambda: levels(shards, skus) == [(2, 2)] * 3, "every line held once", 10)
+        shards.check()
+
+    run(scenario, tmp_path)
+
+
+@pytest.mark.parametrize("steps", [1, 3], ids=["opened", "placed"])
+def test_a_cart_begun_under_the_old_step_keys_is_finished_by_its_retry(
+    tmp_path: Path, steps: int
+) -> None:
+    """A cart whose first request ran (some of) its steps under the step keys' old form, as
+    before an upgrade: the retry recognises them rather than opening the reservation again."""
+    skus = [sku_on(0), sku_on(1)]
+    key = "k-old"
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        command = cart(skus, key=key)
+        rid = command.hold_id
+        line = (LineRequest(skus[0], 1),)
+        opening = OpenReservation(rid, 0, (0, 1), line, 60_000, PENDING_LEASE_MS, "cart")
+        old_open = Submission(opening, legacy_step_key(key, "open"), FINGERPRINT)
+        view = (await shards.call(0, [old_open]))[0].value
+        assert isinstance(view, HoldView)
+        old_activation = None
+        if steps == 3:
+            part = PrepareHold(rid, (LineRequest(skus[1], 1),), view.expires_at_ms, "cart")
+            prepare = Submission(part, legacy_step_key(key, "prepare-1"), FINGERPRINT)
+            held = (await shards.call(1, [prepare]))[0].value
+            assert isinstance(held, HoldView)
+            activate = ActivateReservation(rid, held.lines)
+            activation = Submission(activate, legacy_step_key(key, "activate"), FINGERPRINT)
+            old_activation = (await shards.call(0, [activation]))[0].value
+        again = await keyed(shards, command, key)
+        placed = active(again)
+        assert placed.hold_id == rid and again.replayed == (steps == 3)
+        if old_activation is not None:
+            assert placed == old_activation
+        assert levels(shards, skus) == [(5, 1)] * 2
+
+    run(scenario, tmp_path)
+
+
+def test_a_client_key_shaped_like_a_step_key_is_its_own(tmp_path: Path) -> None:
+    skus = [sku_on(0), sku_on(1)]
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        # "a:open" was the key of key "a"'s open step, and both go to shard 0 here.
+        adjust = Submission(AdjustStock(skus[0], "wh", 1, "received"), "a:open")
+        assert (await shards.call(0, [adjust]))[0].ok
+        placed = active(await keyed(shards, cart(skus, key="a"), "a"))
+        assert placed.status is HoldStatus.ACTIVE
+        assert (await shards.call(0, [adjust]))[0].replayed
+        assert levels(shards, skus) == [(6, 1), (5, 1)]
+
+    run(scenario, tmp_path)
+
+
+def test_derived_keys_are_never_a_client_key() -> None:
+    longest = "x" * 255
+    for key in ("a", "a:open", longest):
+        for step in ("open", "prepare-7.2", "claim"):
+            derived = step_key(key, step)
+            assert derived is not None and 0 < len(derived) <= 255
+            with pytest.raises(InvalidCommand):
+                check_client_key(derived)
+    assert step_key(longest, "open") != step_key(longest, "abort")
+    assert step_key("a", "open") != step_key("a:open", "open")
+
+    async def never(shard: int, subs: Sequence[Submission]) -> list[Outcome]:
+        raise AssertionError("a refused key reaches no shard")
+
+    command = cart([sku_on(0), sku_on(1)])
+    refused = asyncio.run(place_reservation(never, PARTITION, command, key=step_key("a", "open")))
+    assert isinstance(refused.value, InvalidCommand)
+
+
+def test_a_commit_refused_past_the_deadline_stays_refused_after_a_restart_behind(
+    tmp_path: Path,
+) -> None:
+    """A commit just past a cart's deadline is refused before the expiry timer runs (it runs
+    every minute here); the home then restarts with its clock a minute behind."""
+    skus = [sku_on(0), sku_on(1)]
+    slow_timer = ShardConfig(expiry_interval_seconds=60, settle_retry_seconds=0.05)
+
+    async def scenario(shards: Shards) -> None:
+        await stock(shards, skus, 5)
+        placed = active(await place_reservation(shards.call, PARTITION, cart(skus, ttl_ms=1_000)))
+        rid = placed.hold_id
+        shards.offset_ms[0] = 1_500
+        refused = (await shards.call(0, [Submission(CommitHold(rid))]))[0]
+        assert isinstance(refused.value, HoldNotActive) and refused.value.status == "expired"
+        # The refusal was answered after the expiry was logged, not only computed.
+        assert shards.cores[0].ledger.reservations[rid].status is HoldStatus.EXPIRED
+        shards.offset_ms[0] = -60_000
+        await shards.restart(0)
+        again = (await shards.call(0, [Submission(CommitHold(rid))]))[0]
+        assert isinstance(again.value, HoldNotActive) and again.value.status == "expired"
+        await poll(lambda: levels(shards, skus) == [(5, 0)] * 2, "the expiry applied everywhere")
+
+    run(scenario, tmp_path, slow_timer)

@@ -6,6 +6,7 @@ import asyncio
 from inventory_actors.domain import AdjustStock, SkuView
 from inventory_actors.shard.config import ShardConfig
 from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.errors import IdempotencyKeyReused
 from inventory_actors.shard.fault_hooks import FaultHooks
 from inventory_actors.shard.protocol import Submission
 from persistence import MemoryShardStore
@@ -72,6 +73,20 @@ def test_ack_before_commit_answers_before_the_write() -> None:
         outcomes = await core.submit([ADJUST])
         assert outcomes[0].ok
         assert store.read_log(0, 10) == []  # answered, not yet written
+        await core.stop()
+
+    run(body)
+
+
+def test_refuse_retries_answers_a_retry_as_a_reused_key_and_applies_nothing() -> None:
+    async def body() -> None:
+        core, store = make(FaultHooks(refuse_retries=True))
+        first = await core.submit([ADJUST])
+        again = await core.submit([ADJUST])
+        assert first[0].ok
+        assert isinstance(again[0].value, IdempotencyKeyReused)
+        assert on_hand(core) == 5
+        assert len(store.read_log(0, 10)) == 1
         await core.stop()
 
     run(body)

@@ -1,7 +1,8 @@
 """The feed's pure parts: cursors, a record's events, pages that end inside a record, merging
-shards oldest first, and stepping over records without events."""
+shards oldest first, stepping over records without events, and a SKU's levels as of a time."""
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,9 +15,12 @@ from inventory_actors.domain import (
     HoldPlaced,
     HoldStatus,
     LevelImage,
+    LocationView,
+    SkuView,
     StockAdjusted,
     StockRestocked,
 )
+from inventory_actors.feed.as_of import sku_as_of
 from inventory_actors.shard.codec import decode_events, encode_events
 from inventory_actors.shard.feed_pages import (
     Cursor,
@@ -45,11 +49,20 @@ def restock(rows: int) -> str:
 
 
 def test_a_cursor_round_trips_and_a_foreign_one_is_refused() -> None:
-    cursor = Cursor((Position(12, 3), Position(0, 0), Position(7, 0)))
+    cursor = Cursor((Position(12, 3), Position(1, 0), Position(7, 0)))
     assert Cursor.decode(cursor.encode(), 3) == cursor
-    for token in ("", "x", "f1@@@", cursor.encode()[:-2] + "!!", Cursor.start(2).encode()):
+    bogus = Cursor((Position(0, 2), Position(1, 0), Position(1, 0))).encode()
+    for token in ("", "x", "f1@@@", cursor.encode()[:-2] + "!!", Cursor.start(2).encode(), bogus):
         with pytest.raises(CursorInvalid):
             Cursor.decode(token, 3)
+
+
+def test_a_held_position_0_means_the_shards_first_record_not_the_oldest_kept() -> None:
+    """Only a reader without a cursor starts at the oldest record kept (`Cursor.start`); a
+    position 0 a client holds names LSN 1, which the reader refuses once it is pruned."""
+    held = Cursor((Position(0, 0), Position(5, 1)))
+    assert Cursor.decode(held.encode(), 2) == Cursor((Position(1, 0), Position(5, 1)))
+    assert Cursor.decode(Cursor.start(2).encode(), 2) == Cursor((Position(1, 0),) * 2)
 
 
 def test_each_kind_of_change_tells_before_and_after() -> None:
@@ -112,6 +125,7 @@ def test_reading_page_by_page_gives_every_event_once_in_each_shards_order(
             for s, log in enumerate(logs)
         ]
         merged = merge_pages(cursor, pages, limit)
+        assert merged.start == cursor
         events = [json.loads(text) for text in merged.texts()]
         seen.extend((e["shard"], e["lsn"], e["location"]) for e in events)
         cursor = merged.cursor
@@ -143,3 +157,19 @@ def test_the_encoded_text_of_an_event_is_the_event() -> None:
 
 def events_of_record(text: str) -> list[dict[str, object]]:
     return [item for event in decode_events(text) for item in events_of(event)]
+
+
+def test_as_of_takes_each_level_from_its_newest_change_by_then_never_from_an_alert() -> None:
+    def change(location: str, before: int, after: int, version: int) -> dict[str, Any]:
+        images = [{"on_hand": n, "reserved": 0, "available": n} for n in (before, after)]
+        return {"location": location, "before": images[0], "after": images[1], "version": version}
+
+    alert: dict[str, Any] = {"location": "x", "before": None, "after": {"available": 1}}
+    now = SkuView("A", 4, (LocationView("x", 9, 0), LocationView("y", 2, 0)))
+    # Newest first: y created at 30, an alert of x at 25, x's change at 10.
+    events = [(30, change("y", 0, 2, 4)), (25, alert), (10, change("x", 0, 1, 2))]
+    assert sku_as_of(now, 26, events, complete=True) == SkuView("A", 2, (LocationView("x", 1, 0),))
+    assert sku_as_of(now, 5, events[2:], complete=True) is None
+    # Not complete (the log was pruned): a level with no change by then is as before its
+    # oldest change after, or as now when it has none.
+    assert sku_as_of(now, 26, events[:1]) == SkuView("A", 3, (LocationView("x", 9, 0),))

@@ -237,6 +237,26 @@ def test_a_release_told_before_the_part_arrives_blocks_the_part() -> None:
     cluster.check_settled()
 
 
+def test_a_lapsed_attempt_told_released_frees_its_units_for_the_next_attempt() -> None:
+    """A keyed cart's next attempt: the coordinator tells the participant that the lapsed
+    attempt was released (the home has decided so), then prepares the next part on the units
+    the lapsed one held; the home's own delivery of that decision, later, is a repeat."""
+    cluster = Cluster(on_hand=2)
+    place(cluster, "r_a1", {0: 2, 1: 2}, stop_after="prepare-1")
+    cluster.now_ms += LEASE_MS
+    with pytest.raises(HoldNotActive):
+        cluster.run(HOME, ActivateReservation("r_a1", (HoldLine("S1", "wh", 2),)))
+    assert cluster.run(HOME, AbortReservation("r_a1")).status is HoldStatus.RELEASED
+    assert cluster.level(0) == (2, 0) and cluster.level(1) == (2, 2)
+    assert cluster.run(1, SettleHold("r_a1", "released")).status is HoldStatus.RELEASED
+    view = place(cluster, "r_a2", {0: 2, 1: 2})
+    assert isinstance(view, HoldView) and view.status is HoldStatus.ACTIVE
+    assert cluster.push() == 1  # the home's own delivery of the release: a repeat
+    assert [cluster.level(s) for s in (0, 1)] == [(2, 2), (2, 2)]
+    cluster.check()
+    cluster.replayed_fingerprints_match()
+
+
 def test_expiry_is_decided_by_the_home_and_wins_over_a_late_commit() -> None:
     cluster = Cluster()
     place(cluster, "r_6", {0: 1, 1: 1})

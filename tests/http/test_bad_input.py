@@ -635,6 +635,11 @@ def bad_headers(header: str, app: HttpApp, target: Target) -> list[Attempt]:
         values = [(value, NOT_JSON) for value in garbage]
         values += [
             ('"é"'.encode(), NOT_JSON),
+            # Digits to `str.isdigit` (the header's latin-1 "²" and "¹"), none to `int`.
+            (b'"\xb2"', NOT_JSON),
+            (b'W/"1\xb9"', NOT_JSON),
+            # More digits than Python turns into an int.
+            ('"' + "9" * 5_000 + '"', NOT_JSON),
             # Well-formed, but no SKU is at that version.
             ('"' + "9" * 30 + '"', frozenset({412})),
         ]
@@ -692,10 +697,10 @@ def _open(app: HttpApp) -> socket.socket:
     return socket.create_connection((url.host, url.port), timeout=10.0)
 
 
-def _head(app: HttpApp, path: str, content_length: int) -> bytes:
+def _head(app: HttpApp, path: str, content_length: int, content_type: str = JSON_TYPE) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: inventory\r\n"
-        f"Authorization: Bearer {app.admin_key}\r\nContent-Type: {JSON_TYPE}\r\n"
+        f"Authorization: Bearer {app.admin_key}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {content_length}\r\n\r\n"
     ).encode()
 
@@ -839,4 +844,39 @@ def test_a_dribbled_body_does_not_hold_up_others_and_is_answered(
     finally:
         sock.close()
     unchanged.check("dribbled body")
+    assert_still_serving(http, http_app, target)
+
+
+def test_a_restock_file_declared_over_256_mib_is_413_before_its_body_is_read(
+    http_app: HttpApp, http: httpx.Client, target: Target
+) -> None:
+    """Restock bodies may have up to 256 MiB (docs/restock.md). A Content-Length above is
+    refused from the headers alone, although no byte of the body is sent; one of exactly
+    256 MiB passes that check and waits for its body (408 here, as none comes)."""
+    limit = SETTINGS.restock_body_bytes_max
+    assert limit == 256 * KIB * KIB
+    unchanged = Unchanged(http, http_app, target)
+    at_limit, over = _open(http_app), _open(http_app)
+    try:
+        started = time.monotonic()
+        at_limit.sendall(_head(http_app, "/v1/restock-jobs", limit, "text/csv"))
+        over.sendall(_head(http_app, "/v1/restock-jobs", limit + 1, "text/csv"))
+        answer = _read_answer(over, started + REFUSAL_SECONDS_MAX)
+        assert answer is not None, "refused without an answer"
+        assert answer.status == 413, answer
+        assert answer.headers["content-type"].split(";")[0] == PROBLEM, answer.headers
+        problem = json.loads(answer.body)
+        assert (problem["type"], problem["status"]) == ("/problems/payload-too-large", 413)
+        assert str(limit) in problem["detail"], problem
+        timeout_seconds = SETTINGS.body_read_timeout_seconds
+        waited = _read_answer(at_limit, started + timeout_seconds + STALL_ANSWER_MARGIN_SECONDS)
+        # Answered only once its body had not come for the read timeout: it was not refused
+        # for its size. (Closing without an answer would do as well.)
+        assert time.monotonic() - started >= timeout_seconds
+        if waited is not None:
+            assert waited.status == 408, waited
+    finally:
+        at_limit.close()
+        over.close()
+    unchanged.check("a restock body over 256 MiB")
     assert_still_serving(http, http_app, target)

@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from inventory_actors.shard.partitioning import new_hold_id
+from serve_app.keys import Role
+from tests.conftest import wait_for
 from tests.http.conftest import HttpApp, assert_problem, bearer, sku_view, stock
 
 pytestmark = pytest.mark.ray
@@ -120,31 +122,41 @@ def test_an_operation_key_makes_a_batch_retry_safe(http_app: HttpApp, http: http
     assert sku_view(http, http_app, sku)["totals"]["reserved"] == 4
 
 
-FLOOD_BATCHES = 6
-BATCH_MAX = 10_000
+# A batch costs a token per operation, and no key's burst (5,000 in tests/http/conftest.py)
+# pays for more than 20,000: each batch of the flood comes with a key of its own.
+FLOOD_BATCHES = 12
+FLOOD_BATCH_OPERATIONS = 4_900
 
 
-async def _flood(app: HttpApp, body: dict[str, Any]) -> list[httpx.Response]:
+async def _flood(app: HttpApp, body: dict[str, Any], keys: list[str]) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=app.base_url, timeout=120.0) as client:
         return list(
             await asyncio.gather(
-                *(
-                    client.post("/v1/batch", json=body, headers=bearer(app.writer_key))
-                    for _ in range(FLOOD_BATCHES)
-                )
+                *(client.post("/v1/batch", json=body, headers=bearer(key)) for key in keys)
             )
         )
 
 
 def test_more_waiting_than_a_replica_queues_for_a_shard_is_overloaded(
-    http_app: HttpApp,
+    http_app: HttpApp, http: httpx.Client
 ) -> None:
-    """A replica queues at most 20,000 commands per shard; six full batches at once for one
-    shard overflow it. (Cheap commands: commits of reservations that do not exist.)"""
+    """A replica queues at most 20,000 commands per shard; twelve batches of 4,900 at once for
+    one shard overflow it. (Cheap commands: commits of reservations that do not exist.)"""
+    keys = [http_app.new_key(Role.WRITER)[1] for _ in range(FLOOD_BATCHES)]
+    # The store file is replaced whole: once the app knows the last key, it knows them all.
+    wait_for(
+        lambda: http.get("/v1/reservations/r_none", headers=bearer(keys[-1])).status_code == 404,
+        10,
+        "the app to accept the new keys",
+    )
     slot = next(s for s in range(4096) if http_app.partition.owner(slot=s) == 0)
-    operations = [{"op": "commit", "reservation_id": new_hold_id(slot)} for _ in range(BATCH_MAX)]
-    answers = asyncio.run(_flood(http_app, {"operations": operations}))
-    assert [a.status_code for a in answers] == [200] * FLOOD_BATCHES
+    operations = [
+        {"op": "commit", "reservation_id": new_hold_id(slot)} for _ in range(FLOOD_BATCH_OPERATIONS)
+    ]
+    answers = asyncio.run(_flood(http_app, {"operations": operations}, keys))
+    assert [a.status_code for a in answers] == [200] * FLOOD_BATCHES, [
+        a.text[:200] for a in answers if a.status_code != 200
+    ]
     kinds = Counter(r["body"]["type"] for a in answers for r in a.json()["results"])
     assert set(kinds) <= {"/problems/not-found", "/problems/overloaded"}, kinds
     assert kinds["/problems/overloaded"] > 0, kinds

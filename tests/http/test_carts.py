@@ -1,5 +1,6 @@
 """Carts whose lines live on different shards, over real HTTP: all or nothing, races decided
-once, and a Serve replica killed mid-cart leaves nothing half done."""
+once, a keyed cart answered 503 placed by its retry, and a Serve replica killed mid-cart leaves
+nothing half done."""
 
 import os
 import signal
@@ -22,6 +23,11 @@ from tests.http.conftest import HttpApp, assert_problem, bearer, sku_view, stock
 pytestmark = pytest.mark.ray
 
 PENDING_LEASE_SECONDS = 10.0
+# Serve notices a dead replica, starts another and routes to it: seconds, more under load.
+REPLICA_RESTART_TIMEOUT_SECONDS = 120.0
+# Carts of the replica-kill test outlive it however slowly it runs: its checks count the units of
+# the carts still active, and one that expired midway would change the totals they compare.
+CART_TTL_SECONDS = 3_600
 
 
 def cart_skus(app: HttpApp, per_shard: int = 1) -> list[str]:
@@ -185,6 +191,63 @@ def test_a_batch_places_carts_across_shards_beside_one_shard_holds(
     )
 
 
+# -- a keyed cart retried after a 503 -------------------------------------------------------------
+
+# A client asks again while answers are temporary: bounded by a replica's restart, under load.
+TEMPORARY_ANSWERS_TIMEOUT_SECONDS = 120.0
+
+
+def not_temporary(ask: Callable[[], httpx.Response]) -> httpx.Response:
+    """Ask until the answer is not a temporary one: none (a replica restarting), 429 or 5xx,
+    which a client meets by asking again with the same key."""
+
+    def answer() -> httpx.Response | None:
+        response = ask()
+        return response if response.status_code != 429 and response.status_code < 500 else None
+
+    return wait_for(answer, TEMPORARY_ANSWERS_TIMEOUT_SECONDS, "an answer that is not temporary")
+
+
+def test_a_keyed_cart_answered_503_while_a_participant_is_stopped_is_placed_by_its_retry(
+    http_app: HttpApp, http: httpx.Client
+) -> None:
+    """The participant's process is stopped (SIGSTOP): the cart's prepare there gets no answer
+    within the call timeout, longer than the pending lease. The retry, once it runs again, finds
+    that attempt lapsed and places the cart anew."""
+    home_sku, other_sku = cart_skus(http_app)
+    for sku in (home_sku, other_sku):
+        stock(http, http_app, sku, 5)
+    body = {"lines": [{"sku": home_sku, "quantity": 2}, {"sku": other_sku, "quantity": 3}]}
+    headers = bearer(http_app.writer_key) | {"Idempotency-Key": f"cart-{uuid.uuid4().hex}"}
+    pid = ray.get(http_app.shard_actor(1).status.remote(), timeout=30).pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        first = http.post("/v1/reservations", json=body, headers=headers)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    problem = assert_problem(first, 503, "shard-unavailable")
+    assert problem["shard"] == 1 and int(first.headers["Retry-After"]) >= 1, problem
+    again = not_temporary(lambda: http.post("/v1/reservations", json=body, headers=headers))
+    assert again.status_code == 201, again.text
+    placed = again.json()
+    assert placed["status"] == "active"
+    assert sorted((line["sku"], line["quantity"]) for line in placed["lines"]) == sorted(
+        [(home_sku, 2), (other_sku, 3)]
+    )
+    # Held once: what the lapsed attempt held is released.
+    wait_for(
+        lambda: [totals(http, http_app, sku) for sku in (home_sku, other_sku)] == [(5, 2), (5, 3)],
+        PENDING_LEASE_SECONDS + 10,
+        "every line held once",
+    )
+    replay = http.post("/v1/reservations", json=body, headers=headers)
+    assert replay.status_code == 201 and replay.json() == placed, replay.text
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    rid = placed["reservation_id"]
+    got = http.get(f"/v1/reservations/{rid}", headers=bearer(http_app.reader_key))
+    assert got.status_code == 200 and got.json()["status"] == "active", got.text
+
+
 # -- a replica killed mid-cart ------------------------------------------------------------------
 
 
@@ -200,33 +263,37 @@ def replica_pids() -> list[int]:
     return pids
 
 
-def definite(ask: Callable[[], httpx.Response]) -> httpx.Response:
-    """Ask until the answer is 201 or 409 (while the app restarts it may be 5xx or nothing)."""
-
-    def answer() -> httpx.Response | None:
-        response = ask()
-        return response if response.status_code in (201, 409) else None
-
-    return wait_for(answer, 60, "a definite answer for a cart")
-
-
 class Carts:
     """Carts sent with idempotency keys, so any of them can be asked again after a crash."""
 
     def __init__(self, app: HttpApp, skus: list[str]) -> None:
         self.app, self.skus = app, skus
         self.keys: list[tuple[str, int]] = []
+        # Carts answered 201, which only a serving replica gives; attempts go on while none is.
+        self.placed = 0
         self.lock = threading.Lock()
 
     def body(self, n: int) -> dict[str, Any]:
         lines = [self.skus[n % 2], self.skus[2 + n % 3 % 2], self.skus[n % 4]]
-        return {"lines": [{"sku": sku, "quantity": 1} for sku in lines], "ttl_seconds": 60}
+        return {
+            "lines": [{"sku": sku, "quantity": 1} for sku in lines],
+            "ttl_seconds": CART_TTL_SECONDS,
+        }
 
     def place(self, client: httpx.Client, n: int) -> httpx.Response:
         key = f"cart-{uuid.uuid4().hex}"
         with self.lock:
             self.keys.append((key, n))
-        return self.send(client, key, n)
+        answer = self.send(client, key, n)
+        if answer.status_code == 201:
+            with self.lock:
+                self.placed += 1
+        return answer
+
+    def wait_for_placed(self, more: int, what: str) -> None:
+        """Until `more` carts than now have been placed."""
+        placed = self.placed
+        wait_for(lambda: self.placed >= placed + more, REPLICA_RESTART_TIMEOUT_SECONDS, what)
 
     def send(self, client: httpx.Client, key: str, n: int) -> httpx.Response:
         headers = bearer(self.app.writer_key) | {"Idempotency-Key": key}
@@ -258,42 +325,46 @@ def test_a_replica_killed_mid_cart_leaves_every_cart_whole(
     ]
     for thread in threads:
         thread.start()
+    killed: set[int] = set()
     try:
         for _ in range(2):
-            wait_for(lambda: len(carts.keys) >= 20, 60, "carts under way")
-            pids = replica_pids()
-            assert pids, "no replica found"
+            # Each kill is of a replica that is placing carts, so it catches some mid-cart.
+            carts.wait_for_placed(20, "carts placed by a serving replica")
+            pids = wait_for(
+                lambda: [pid for pid in replica_pids() if pid not in killed],
+                REPLICA_RESTART_TIMEOUT_SECONDS,
+                "a replica process not killed yet",
+            )
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
-            wanted = len(carts.keys) + 20
-            wait_for(lambda: len(carts.keys) >= wanted, 120, "carts after the restart")  # noqa: B023
+            killed.update(pids)
+        carts.wait_for_placed(20, "carts placed after the restart")
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
 
-    # Every cart asked again with its key: each is whole (held on every shard) or refused.
+    # Every cart asked again with its key: with stock for all of them, each is placed, whole.
     units: dict[str, int] = dict.fromkeys(skus, 0)
     ids: list[str] = []
     for key, n in carts.keys:
-        answer = definite(lambda: carts.send(http, key, n))  # noqa: B023
-        if answer.status_code == 201:
-            ids.append(answer.json()["reservation_id"])
-    assert ids, "no cart was placed"
+        answer = not_temporary(lambda: carts.send(http, key, n))  # noqa: B023
+        assert answer.status_code == 201, (key, answer.text)
+        ids.append(answer.json()["reservation_id"])
     for rid in ids:
         view = http.get(f"/v1/reservations/{rid}", headers=bearer(http_app.reader_key)).json()
-        if view["status"] == "active":
-            for line in view["lines"]:
-                units[line["sku"]] += line["quantity"]
+        assert view["status"] == "active", view
+        for line in view["lines"]:
+            units[line["sku"]] += line["quantity"]
     # Orphaned pending holds (a replica died between protocol steps) end within the lease.
     wait_for(
         lambda: [totals(http, http_app, sku)[1] for sku in skus] == [units[s] for s in skus],
         PENDING_LEASE_SECONDS + 10,
         "reserved to equal the lines of the active carts",
     )
-    # Each part on each shard agrees with its home's record.
+    # Each cart's record at its home (shard 0) and its part on shard 1 are active.
     shards = [http_app.shard_actor(shard) for shard in (0, 1)]
     for rid in ids[:200]:
         parts = ray.get([shard.get_hold.remote(rid) for shard in shards], timeout=30)
-        statuses = {p.status for p in parts if isinstance(p, HoldView)}
-        assert statuses in ({HoldStatus.ACTIVE}, {HoldStatus.RELEASED}, set()), (rid, parts)
+        statuses = [p.status if isinstance(p, HoldView) else None for p in parts]
+        assert statuses == [HoldStatus.ACTIVE] * 2, (rid, parts)

@@ -31,16 +31,41 @@ def test_a_body_that_is_not_json_is_400(http_app: HttpApp, http: httpx.Client) -
     assert_problem(answer, 400, "validation-error")
 
 
-def test_a_malformed_if_match_is_400(http_app: HttpApp, http: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    "if_match",
+    [
+        b"seven",
+        # "\xb2" is "²" in the header's latin-1: a digit to `str.isdigit`, none to `int`.
+        b'"\xb2"',
+        b'W/"7\xb9"',
+        b'"' + b"9" * 5_000 + b'"',  # more digits than Python turns into an int
+    ],
+)
+def test_a_malformed_if_match_is_400(
+    http_app: HttpApp, http: httpx.Client, if_match: bytes
+) -> None:
     sku = http_app.sku()
     stock(http, http_app, sku, 5)
-    answer = http.post(
-        f"/v1/skus/{sku}/adjustments",
-        json={"location": "berlin", "delta": 1, "reason": "received"},
-        headers={**bearer(http_app.admin_key), "If-Match": "seven"},
-    )
-    assert_problem(answer, 400, "validation-error")
-    assert sku_view(http, http_app, sku)["totals"]["on_hand"] == 5
+    before = sku_view(http, http_app, sku)
+    for method, path, body in [
+        (
+            "POST",
+            f"/v1/skus/{sku}/adjustments",
+            {"location": "berlin", "delta": 1, "reason": "received"},
+        ),
+        ("PUT", f"/v1/skus/{sku}/locations/berlin", {"on_hand": 9}),
+        (
+            "POST",
+            f"/v1/skus/{sku}/transfers",
+            {"from_location": "berlin", "to_location": "paris", "quantity": 1},
+        ),
+    ]:
+        headers = [(b"authorization", f"Bearer {http_app.admin_key}".encode())]
+        headers.append((b"if-match", if_match))
+        answer = http.request(method, path, json=body, headers=headers)
+        assert_problem(answer, 400, "validation-error")
+        assert "If-Match" in answer.json()["detail"]
+    assert sku_view(http, http_app, sku) == before
 
 
 def _invalid_requests(sku: str) -> Iterator[tuple[str, str, str, Any, dict[str, str]]]:

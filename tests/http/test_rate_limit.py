@@ -1,5 +1,6 @@
 """Per-key rate limits over HTTP: a burst over the reader limit (100/s, burst 100) is refused
-with 429, and the key is served again once Retry-After has passed."""
+with 429, and the key is served again once Retry-After has passed; a batch costs a token per
+operation, and one costing more than the writer burst (5,000) is refused whole."""
 
 import asyncio
 import time
@@ -7,14 +8,16 @@ import time
 import httpx
 import pytest
 
+from inventory_actors.shard.partitioning import new_hold_id
 from serve_app.keys import Role
 from tests.conftest import wait_for
-from tests.http.conftest import HttpApp, assert_problem, bearer, stock
+from tests.http.conftest import HttpApp, assert_problem, bearer, sku_view, stock
 
 pytestmark = pytest.mark.ray
 
 BURST = 100
 WAVE = 250
+WRITER_BURST = 5_000  # tests/http/conftest.py
 
 
 async def _wave(app: HttpApp, path: str, key: str) -> list[httpx.Response]:
@@ -67,3 +70,38 @@ def test_a_burst_over_the_limit_is_429_until_retry_after_has_passed(
         "the key to be served again after Retry-After",
     )
     assert time.monotonic() - refused_at <= retry_after + 5
+
+
+def test_a_batch_costs_one_token_per_operation_and_beyond_the_burst_is_refused_whole(
+    http_app: HttpApp, http: httpx.Client
+) -> None:
+    sku = http_app.sku()
+    stock(http, http_app, sku, 10)
+    _, key = http_app.new_key(Role.WRITER)
+    wait_for(
+        lambda: http.get(f"/v1/skus/{sku}", headers=bearer(key)).status_code == 200,
+        10,
+        "the app to accept a new key",
+    )
+    # Commits of a reservation that does not exist: cheap, and they change nothing.
+    commits = [{"op": "commit", "reservation_id": new_hold_id(7)}] * 3_000
+    answer = http.post("/v1/batch", json={"operations": commits}, headers=bearer(key))
+    assert answer.status_code == 200, answer.text
+    assert {r["status"] for r in answer.json()["results"]} == {404}
+    # However much refilled meanwhile, a bucket holds at most its burst: 3,000 operations leave
+    # at most 2,000 of it (2,001 when the token the batch took on arrival had come back).
+    assert int(answer.headers["RateLimit-Remaining"]) <= WRITER_BURST - 3_000 + 1
+    assert answer.headers["RateLimit-Limit"] == str(WRITER_BURST)
+
+    reserves = [{"op": "reserve", "lines": [{"sku": sku, "quantity": 1}]}] * (WRITER_BURST + 1)
+    refused = http.post("/v1/batch", json={"operations": reserves}, headers=bearer(key))
+    problem = assert_problem(refused, 429, "rate-limited")
+    assert "split" in problem["detail"], problem
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.headers["RateLimit-Limit"] == str(WRITER_BURST)
+    # Refused whole: not one of its reservations was made.
+    assert sku_view(http, http_app, sku)["totals"] == {
+        "on_hand": 10,
+        "reserved": 0,
+        "available": 10,
+    }

@@ -1,8 +1,9 @@
-"""Restock files: read in deterministic chunks, the file's columns checked once, every row
-judged once. No Ray."""
+"""Restock files: checked whole before anything is applied, read in deterministic chunks, the
+file's columns checked once, every row judged once. No Ray."""
 
 import hashlib
 import io
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from inventory_actors.restock.file_reader import (
     RejectReason,
     RestockFileError,
     RestockMode,
+    check_file,
     content_digest,
     detect_format,
     job_id_of,
@@ -363,9 +365,53 @@ def corrupt_parquet_files() -> list[bytes]:
 
 
 @pytest.mark.parametrize("content", corrupt_parquet_files(), ids=["text", "noise", "cut", "mid"])
-def test_a_corrupt_parquet_file_is_a_file_error(content: bytes) -> None:
+def test_a_corrupt_parquet_file_is_refused_by_the_check(content: bytes) -> None:
     with pytest.raises(RestockFileError):
-        list(read_chunks(content, FileFormat.PARQUET, 100))
+        check_file(content, FileFormat.PARQUET)
+
+
+def test_a_parquet_file_corrupt_in_its_last_row_group_is_refused_naming_the_row() -> None:
+    """The reader yields the first 1,500 rows before it meets the damage: the check reads the
+    whole file first, so a job applies none of it."""
+    content = bytearray(parquet_bytes(numbered_table(2000), 500))
+    page = pq.ParquetFile(pa.BufferReader(bytes(content))).metadata.row_group(3).column(0)
+    start = page.data_page_offset + 8
+    content[start : start + 200] = bytes(200)
+    damaged = bytes(content)
+    chunks = read_chunks(damaged, FileFormat.PARQUET, 500)
+    assert [chunk.num_rows for chunk in itertools.islice(chunks, 3)] == [500, 500, 500]
+    with pytest.raises(RestockFileError, match="row group 3, data rows 1501 to 2000") as refused:
+        check_file(damaged, FileFormat.PARQUET)
+    assert refused.value.row == 1501
+
+
+def csv_of(row_count: int) -> list[str]:
+    return ["sku,location,quantity", *[f"S-{i},L1,{i + 1}" for i in range(row_count)]]
+
+
+@pytest.mark.parametrize(
+    ("last_row", "problem"),
+    [
+        ("S-x,L1,5,9", "Expected 3 columns, got 4"),
+        ("S-x,L1", "Expected 3 columns, got 2"),
+        ("S-\xff,L1,5", "invalid UTF8"),
+        ('S-x,"L1,5', "Expected 3 columns"),
+    ],
+    ids=["extra-cell", "short-row", "not-utf8", "open-quote"],
+)
+def test_a_csv_that_breaks_after_its_first_block_is_refused_naming_the_row(
+    last_row: str, problem: str
+) -> None:
+    """Rows 1 to 2,999 are sound and the reader yields their chunks before it meets row
+    3,000: the check reads the whole file first, so a job applies none of it."""
+    lines = [*csv_of(2_999), last_row]
+    content = ("\n".join(lines) + "\n").encode("latin-1")
+    chunks = read_chunks(content, FileFormat.CSV, 1_000, csv_block_bytes=4_096)
+    assert [chunk.num_rows for chunk in itertools.islice(chunks, 2)] == [1_000, 1_000]
+    with pytest.raises(RestockFileError, match="at data row 3000: .*" + problem) as refused:
+        check_file(content, FileFormat.CSV)
+    assert refused.value.row == 3_000
+    assert "Row #" not in str(refused.value)  # the reader counts the header as a row
 
 
 @pytest.mark.parametrize(
@@ -378,14 +424,25 @@ def test_a_corrupt_parquet_file_is_a_file_error(content: bytes) -> None:
     ],
     ids=["short-row", "not-utf8", "noise", "parquet-ish"],
 )
-def test_a_corrupt_csv_file_is_a_file_error(content: bytes) -> None:
+def test_a_corrupt_csv_file_is_refused_by_the_check(content: bytes) -> None:
     with pytest.raises(RestockFileError):
-        list(read_chunks(content, FileFormat.CSV, 100))
+        check_file(content, FileFormat.CSV)
 
 
-def test_a_parquet_file_read_as_csv_is_a_file_error() -> None:
+def test_a_parquet_file_read_as_csv_is_refused_by_the_check() -> None:
     with pytest.raises(RestockFileError):
-        list(read_chunks(parquet_bytes(numbered_table(50)), FileFormat.CSV, 100))
+        check_file(parquet_bytes(numbered_table(50)), FileFormat.CSV)
+
+
+@pytest.mark.parametrize("fmt", list(FileFormat))
+def test_the_check_counts_the_data_rows_and_leaves_bad_values_to_validation(
+    fmt: FileFormat,
+) -> None:
+    """A value that is not a quantity or an id is a row to reject, not a broken file."""
+    rows = [case[:4] for case in DELTA_CASES]
+    content = csv_bytes(HEADER, rows) if fmt is FileFormat.CSV else case_file(DELTA_CASES, fmt)
+    assert check_file(content, fmt) == len(DELTA_CASES)
+    assert check_file(csv_bytes(HEADER, []), FileFormat.CSV) == 0
 
 
 @pytest.mark.parametrize("rows_per_chunk", [0, -1, 1_000_001])

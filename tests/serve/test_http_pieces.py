@@ -1,10 +1,13 @@
 """Pure pieces of the HTTP layer: problem mapping, rendering, entity tags, config parsing."""
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
 import yaml  # type: ignore[import-untyped]
 from ray.serve.schema import ServeDeploySchema
+from starlette.types import Message, Receive, Scope, Send
 
 from inventory_actors.domain import (
     HoldExists,
@@ -28,9 +31,11 @@ from inventory_actors.shard.errors import (
     StorageFailure,
 )
 from serve_app.deployment import settings_from
+from serve_app.middleware.body_limits import BodyLimit
 from serve_app.problems import Problem, problem_of
 from serve_app.render import reservation_body, rfc3339, sku_body
 from serve_app.routes.stock import expected_version
+from serve_app.service import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,17 +114,91 @@ def test_reservation_body_times_are_rfc3339_utc() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "version"), [(None, None), ("*", None), ('"7"', 7), ('W/"12"', 12), (' "0" ', 0)]
+    ("header", "version"),
+    [
+        (None, None),
+        ("*", None),
+        ('"7"', 7),
+        ('W/"12"', 12),
+        (' "0" ', 0),
+        ('"007"', 7),
+        # Well-formed, if no SKU is ever at that version (412 then, from the shard).
+        ('"' + "9" * 30 + '"', int("9" * 30)),
+    ],
 )
 def test_if_match_parsing(header: str | None, version: int | None) -> None:
     assert expected_version(header) == version
 
 
-@pytest.mark.parametrize("header", ["7", '"x"', '""', '"7', "W/7"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "7",
+        '"x"',
+        '""',
+        '"7',
+        "W/7",
+        '"-1"',
+        '"+1"',
+        '"1_000"',
+        '" 7"',
+        '"7", "8"',
+        # Digits to `str.isdigit` that are not ASCII: `int` refuses some ("²") and reads others.
+        '"²"',
+        '"7²"',
+        '"١٢"',
+        '"\uff11\uff12"',  # fullwidth digits
+        # More digits than Python turns into an int.
+        '"' + "9" * 5_000 + '"',
+    ],
+)
 def test_malformed_if_match_is_a_400(header: str) -> None:
     with pytest.raises(Problem) as raised:
         expected_version(header)
     assert raised.value.status == 400
+    assert raised.value.body()["type"] == "/problems/validation-error"
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [
+        (b"5", 200),
+        (b"0" * 5_000 + b"5", 200),  # leading zeros are allowed (RFC 9110, 8.6)
+        (str(Settings().body_bytes_max + 1).encode(), 413),
+        (b"9" * 5_000, 413),  # more digits than Python turns into an int
+        (b"", 400),
+        (b"-1", 400),
+        (b"1e3", 400),
+        (b"\xb2", 400),  # "²" in the header's latin-1: a digit to `str.isdigit`
+        (b"5, 5", 400),
+    ],
+)
+def test_a_content_length_past_the_limit_or_not_a_number_is_refused_unread(
+    length: bytes, status: int
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if status != 200:
+            raise AssertionError("a refused body was read")
+        return {"type": "http.request", "body": b"12345", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(b"content-length", length)]
+    scope = {"type": "http", "method": "POST", "path": "/v1/reservations", "headers": headers}
+    asyncio.run(BodyLimit(app)(scope, receive, send))
+    assert sent[0]["status"] == status
+    if status != 200:
+        assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
+        slug = "payload-too-large" if status == 413 else "validation-error"
+        assert json.loads(sent[1]["body"])["type"] == f"/problems/{slug}"
 
 
 def test_serve_config_is_valid_and_its_args_are_settings() -> None:
@@ -128,7 +207,7 @@ def test_serve_config_is_valid_and_its_args_are_settings() -> None:
     app = schema.applications[0]
     assert app.import_path == "serve_app.deployment:build_app"
     settings = settings_from(app.args)
-    assert settings.shards == 4 and settings.rate_limits.writer.burst == 2000
+    assert settings.shards == 4 and settings.rate_limits.writer.burst == 10_000
 
 
 def test_settings_refuse_unknown_names_and_relative_data_dirs() -> None:

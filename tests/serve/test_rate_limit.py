@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from serve_app.keys import Role
 from serve_app.middleware.rate_limit import RateLimiter, RateLimits, Refusal, RoleLimit
+from serve_app.models import BATCH_OPERATIONS_MAX
 
 SMALL = RoleLimit(per_second=2.0, burst=10)
 
@@ -18,11 +19,12 @@ def limiter(role_limit: RoleLimit = SMALL, buckets_max: int = 100) -> RateLimite
     )
 
 
-def test_defaults_give_readers_more_than_writers_and_admins() -> None:
+def test_defaults_give_readers_the_higher_rate_and_writers_a_burst_for_the_largest_batch() -> None:
     limits = RateLimits()
     assert limits.for_role(Role.READER) == RoleLimit(2_000.0, 4_000)
-    assert limits.for_role(Role.WRITER) == RoleLimit(1_000.0, 2_000)
-    assert limits.for_role(Role.ADMIN) == RoleLimit(1_000.0, 2_000)
+    # A batch costs one token per operation: a full bucket pays for the largest one allowed.
+    assert limits.for_role(Role.WRITER) == RoleLimit(1_000.0, BATCH_OPERATIONS_MAX)
+    assert limits.for_role(Role.ADMIN) == RoleLimit(1_000.0, BATCH_OPERATIONS_MAX)
 
 
 def test_a_new_key_starts_with_a_full_bucket() -> None:
@@ -81,6 +83,22 @@ def test_a_batch_costs_one_token_per_operation() -> None:
     assert decision.allowed and decision.remaining == 3
 
 
+def test_a_batch_takes_the_rest_of_its_cost_once_counted_or_no_more() -> None:
+    """One token on arrival, before the body is read; the rest once the operations are counted.
+    A refusal takes no more; Retry-After is the wait for the whole cost, what a retry takes."""
+    buckets = limiter(RoleLimit(per_second=0.5, burst=10))
+    assert buckets.take("k", Role.WRITER, now_s=0.0).remaining == 9
+    assert buckets.take_rest("k", Role.WRITER, now_s=0.0, cost=7).remaining == 3
+    assert buckets.take("k", Role.WRITER, now_s=0.0).remaining == 2  # the next batch arrives
+    refused = buckets.take_rest("k", Role.WRITER, now_s=0.0, cost=4)
+    assert not refused.allowed and refused.refusal is Refusal.RATE_LIMITED
+    assert (refused.remaining, refused.retry_after_seconds) == (2, 4)  # 2 more tokens at 0.5/s
+    assert buckets.take_rest("k", Role.WRITER, now_s=0.0, cost=1).remaining == 2  # paid already
+    above = buckets.take_rest("k", Role.WRITER, now_s=0.0, cost=11)
+    assert above.refusal is Refusal.COST_ABOVE_BURST and above.remaining == 2
+    assert RateLimiter(RateLimits.disabled()).take_rest("k", Role.WRITER, 0.0, cost=50).allowed
+
+
 def test_a_cost_above_the_burst_is_refused_even_with_a_full_bucket() -> None:
     buckets = limiter()
     refused = buckets.take("k", Role.WRITER, now_s=0.0, cost=11)
@@ -137,7 +155,7 @@ def test_disabled_limits_allow_everything_and_send_no_headers() -> None:
 def test_per_replica_limits_divide_the_cluster_limit() -> None:
     shared = RateLimits(reader=RoleLimit(3_000.0, 4_000)).per_replica(3)
     assert shared.reader == RoleLimit(1_000.0, 1_334)
-    assert shared.writer == RoleLimit(1_000.0 / 3, 667)
+    assert shared.writer == RoleLimit(1_000.0 / 3, 3_334)
     with pytest.raises(ValueError, match="replicas"):
         RateLimits().per_replica(0)
 
