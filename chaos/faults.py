@@ -70,12 +70,8 @@ class Injector:
         skus: list[str] | None = None,
         late_broken_restock: bool = False,
         reused_job_id: bool = False,
-        clock_ahead_max_seconds: float = max(CLOCK_JUMPS_SECONDS),
     ) -> None:
         self.cluster = cluster
-        self.clock_jumps_seconds = tuple(
-            jump for jump in CLOCK_JUMPS_SECONDS if jump <= clock_ahead_max_seconds
-        )
         self.history = history
         self.rng = random.Random(seed)
         self.now = now
@@ -162,7 +158,7 @@ class Injector:
             shard = await asyncio.to_thread(self._live_shard)
             value: float = 1
             if fault is Fault.CLOCK_JUMP:
-                value = self.rng.choice(self.clock_jumps_seconds)
+                value = self.rng.choice(CLOCK_JUMPS_SECONDS)
             elif fault is Fault.IO_ERROR:
                 value = self.rng.randint(1, 3)
             record.target = f"shard {shard}"

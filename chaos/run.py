@@ -20,7 +20,7 @@ import aiohttp
 
 from chaos.checker import check
 from chaos.cluster import ChaosCluster, environment_for_chaos
-from chaos.faults import CLOCK_JUMPS_SECONDS, KINDS, Injector
+from chaos.faults import KINDS, Injector
 from chaos.feed_watch import FeedWatch
 from chaos.history import History, Outcome
 from chaos.report import write_report
@@ -86,12 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds of change feed the shards keep (default: 7 days); with it a follower "
         "reads the feed through the run and pages are read from cursors taken earlier",
     )
-    parser.add_argument(
-        "--clock-ahead-max",
-        type=float,
-        default=max(CLOCK_JUMPS_SECONDS),
-        help="seconds a clock-jump may move a shard's clock ahead at most (default: all jumps)",
-    )
     parser.add_argument("--out", type=Path, default=Path("artifacts/chaos"))
     return parser.parse_args(argv)
 
@@ -151,7 +145,6 @@ async def _run(
             skus,
             args.late_broken_restock,
             args.reused_job_id,
-            args.clock_ahead_max,
         )
         stop = asyncio.Event()
         clients = [Client(n, args.seed, shared).run(session, stop) for n in range(args.clients)]

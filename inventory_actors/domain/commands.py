@@ -108,7 +108,7 @@ class OpenReservation(NamedTuple):
 
 class PrepareHold(NamedTuple):
     """Participant shard: hold `lines` for a reservation until its home shard decides.
-    Refused once `lease_until_ms` has passed: by then the home has given up on it."""
+    Refused once `lease_until_ms` has passed by more than any clock skew (5 minutes)."""
 
     reservation_id: str
     lines: tuple[LineRequest, ...]

@@ -42,6 +42,11 @@ from inventory_actors.domain.views import HoldView
 
 FINAL = frozenset({HoldStatus.COMMITTED, HoldStatus.RELEASED, HoldStatus.EXPIRED})
 LEASE_MS_MAX = 300_000
+# How far a participant's clock may run ahead of its home's before it refuses a part as late. The
+# lease deadline is the home's time; safety never rests on this check (a coordinated hold ends
+# only by its home's decision, and the home tells every shard of a reservation it gave up), it
+# only spares holding units for a cart its home already gave up.
+PREPARE_CLOCK_SKEW_MS_MAX = 300_000
 SHARD_ID_MAX = 1_023
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,9 +163,8 @@ class CoordinationHandlers(_Base):
             raise InvalidCommand("lease_until_ms must be an integer")
         if cmd.reservation_id in self.holds:
             raise HoldExists(cmd.reservation_id)
-        if cmd.lease_until_ms <= self._now_ms:
-            # The home gives up on a pending reservation when its lease ends; a part placed
-            # after that would never be released.
+        if cmd.lease_until_ms + PREPARE_CLOCK_SKEW_MS_MAX <= self._now_ms:
+            # Late by more than any clock skew: the home has given the reservation up.
             raise HoldNotActive(cmd.reservation_id, HoldStatus.RELEASED.value)
         event = self._plan_part(cmd.reservation_id, cmd.lines, cmd.lease_until_ms, cmd.reference)
         self._emit(event)
