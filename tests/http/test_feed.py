@@ -277,6 +277,9 @@ def pruning_app(http_app: HttpApp, tmp_path_factory: pytest.TempPathFactory) -> 
     keys = KeyStore.open(data_dir)
     created = keys.initialize()
     assert created is not None
+    # Every key exists before the app starts, as for the session's app: a replica reads the
+    # key file when it starts and then at most once a second.
+    writer_key, reader_key = keys.create(Role.WRITER)[1], keys.create(Role.READER)[1]
     shards = InventoryClient.connect(
         data_dir, shard_count=2, namespace=namespace, config=PRUNING_CONFIG
     )
@@ -287,8 +290,8 @@ def pruning_app(http_app: HttpApp, tmp_path_factory: pytest.TempPathFactory) -> 
     deployment = deployment_for(settings, num_replicas=1, autoscaling_config=None)
     serve.run(deployment.bind(settings), name="pruning", route_prefix=PRUNING_PREFIX)
     app = HttpApp(
-        http_app.base_url + PRUNING_PREFIX, created[1], keys.create(Role.WRITER)[1],
-        keys.create(Role.READER)[1], data_dir, namespace, keys, shards.partition,
+        http_app.base_url + PRUNING_PREFIX, created[1], writer_key,
+        reader_key, data_dir, namespace, keys, shards.partition,
     )  # fmt: skip
     try:
 
