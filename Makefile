@@ -74,14 +74,17 @@ CHAOS_SECONDS ?= 1800
 chaos: $(BIN)/.installed
 	$(BIN)/python -m chaos.run --seconds $(CHAOS_SECONDS) --clients 48 --out artifacts/chaos $(CHAOS_ARGS)
 
-# System tools some tests use: headless Chromium and its driver (the console's browser test) and
-# promtool (checks the alert rules). CI runs this before `make test`; elsewhere those tests are
-# skipped without them.
+# System tools some tests use: headless Chromium and its driver (the console's browser test),
+# promtool (checks the alert rules) and etcd (the replicated mode's tests start a local one). CI
+# runs this before `make test`; elsewhere the browser and promtool tests are skipped without them,
+# and the etcd fixture installs etcd itself.
 tools:
 	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && \
 	  command -v promtool >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update && \
 	    $(SUDO) apt-get install -y chromium chromium-driver prometheus; }
+	command -v etcd >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

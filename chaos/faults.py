@@ -1,6 +1,8 @@
 """The faults of a chaos run, injected at random moments drawn from the run's seed.
 
-Kinds are taken in turns from a shuffled deck, so even a short run injects every kind.
+Kinds are taken in turns from a shuffled deck, so even a short run injects every kind. In the
+replicated mode the host and primary faults alternate with the others, each from a deck of its
+own, so a short run has each of those several times.
 """
 
 import asyncio
@@ -22,9 +24,13 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from chaos.cluster import REPLICA_TITLE, ChaosCluster, add_shard_host
 from chaos.history import FaultRecord, History
 from chaos.workload import LOCATIONS
+from harness.replicated import ReplicatedCluster
+from inventory_actors.cluster.wire import decode_outcomes, encode_submissions
+from inventory_actors.domain import AdjustStock
 from inventory_actors.restock.job import ROWS_PER_CHUNK, job_spec
 from inventory_actors.restock.runtime import jobs_actor
 from inventory_actors.shard.fault_hooks import Fault
+from inventory_actors.shard.protocol import Submission
 from inventory_cli.restock import restock_command
 
 SHARD_KILL = "shard-kill"
@@ -45,6 +51,35 @@ KINDS = (
     DISK_FULL,
     CLOCK_JUMP,
 )
+HOST_KILL_WIPE = "host-kill-wipe"
+HOST_FREEZE = "host-freeze"
+PRIMARY_KILL = "primary-kill"
+# Faults of replica sets: they alternate with the other kinds of a replicated run.
+REPLICATION_KINDS = (HOST_KILL_WIPE, HOST_FREEZE, PRIMARY_KILL)
+# The replicated mode's deck. Left out: `shard-kill`, which in a replica set is `primary-kill`
+# (a follower's death changes nothing a client sees), and `node-loss`, whose replacement node is
+# anonymous: replicas are held to their own host, and `host-kill-wipe` brings that host back.
+REPLICATED_KINDS = (
+    *REPLICATION_KINDS,
+    CRASH_AFTER_COMMIT,
+    REPLICA_KILL,
+    RESTOCK_DRIVER_KILL,
+    IO_ERROR,
+    DISK_FULL,
+    CLOCK_JUMP,
+)
+# Faults whose time to the first acknowledged write after them is measured (`chaos.probes`).
+FAILOVER_KINDS = REPLICATION_KINDS
+# How long a killed host stays away, and a frozen one frozen.
+HOST_DOWN_SECONDS = (2.0, 5.0)
+HOST_FROZEN_SECONDS = (2.0, 8.0)
+# The share of host faults on a host holding no primary, when there is one.
+FOLLOWER_HOST_SHARE = 0.25
+# Units a write sent to a frozen primary adds; it must never be acknowledged.
+ZOMBIE_UNITS = 7
+ZOMBIE_ANSWER_SECONDS = 30.0
+# After a frozen host resumes, Ray is asked this much later whether it still counts the node.
+THAWED_CHECK_SECONDS = 1.0
 # A killed shard, node or replica must be back within this long, or the run fails.
 RECOVERY_TIMEOUT_SECONDS = 120.0
 CLOCK_JUMPS_SECONDS = (-60, -5, 5, 30, 120)
@@ -77,6 +112,12 @@ class Injector:
         self.now = now
         self.kinds = kinds
         self.deck: list[str] = []
+        self.replication_deck: list[str] = []
+        self.replication_turn = True
+        # Host fault kinds that have struck a primary's host so far.
+        self.primary_hosts_hit: set[str] = set()
+        # Writes sent to frozen primaries: (SKU, the answer once resumed, whether it was ok).
+        self.zombies: list[tuple[str, str, bool]] = []
         self.restock_rows = restock_rows
         self.skus = skus or []
         # Each restock file's totals per SKU-location, and the re-runs still going.
@@ -97,7 +138,16 @@ class Injector:
             IO_ERROR: self._shard_hook(Fault.IO_ERROR),
             DISK_FULL: self._shard_hook(Fault.DISK_FULL),
             CLOCK_JUMP: self._shard_hook(Fault.CLOCK_JUMP),
+            HOST_KILL_WIPE: self._host_kill_wipe,
+            HOST_FREEZE: self._host_freeze,
+            PRIMARY_KILL: self._primary_kill,
         }
+
+    @property
+    def hosts(self) -> ReplicatedCluster:
+        if self.cluster.hosts is None:
+            raise RuntimeError("host faults need a replicated cluster (--replicated)")
+        return self.cluster.hosts
 
     async def run(self, stop: asyncio.Event, gap_seconds: tuple[float, float]) -> None:
         """Inject faults until `stop`, one at a time, `gap_seconds` (uniform) apart."""
@@ -109,10 +159,20 @@ class Injector:
             await self.inject(self._next_kind())
 
     def _next_kind(self) -> str:
-        if not self.deck:
-            self.deck = list(self.kinds)
-            self.rng.shuffle(self.deck)
-        return self.deck.pop()
+        replication = [kind for kind in self.kinds if kind in REPLICATION_KINDS]
+        others = [kind for kind in self.kinds if kind not in REPLICATION_KINDS]
+        if replication and others:
+            self.replication_turn = not self.replication_turn
+            if not self.replication_turn:
+                return self._deal(self.replication_deck, replication)
+            return self._deal(self.deck, others)
+        return self._deal(self.deck, list(self.kinds))
+
+    def _deal(self, deck: list[str], kinds: list[str]) -> str:
+        if not deck:
+            deck.extend(kinds)
+            self.rng.shuffle(deck)
+        return deck.pop()
 
     async def inject(self, kind: str) -> None:
         record = FaultRecord(self.now(), kind, "")
@@ -122,6 +182,16 @@ class Injector:
             await self.actions[kind](record)
         except Exception as error:
             record.detail += f" not injected: {error!r}"[:300]
+            return
+        if self.cluster.hosts is not None and kind != CLOCK_JUMP:
+            # Every replica set whole again before the next fault: one host down at a time.
+            try:
+                await asyncio.to_thread(self.cluster.wait_whole, RECOVERY_TIMEOUT_SECONDS)
+            except TimeoutError as error:
+                record.detail += f" not recovered: {error}"[:600]
+                return
+            record.whole_at = round(self.now(), 3)
+            record.recovered_seconds = round(time.monotonic() - started, 3)
             return
         if kind in (SHARD_KILL, CRASH_AFTER_COMMIT, NODE_LOSS, IO_ERROR, DISK_FULL):
             # Every shard back before the next fault: one fault at a time.
@@ -185,6 +255,106 @@ class Injector:
         cluster.remove_node(node, allow_graceful=False)
         # A replacement joins, as an autoscaler would add one: the cluster keeps its size.
         add_shard_host(cluster)
+
+    # -- replica sets (replicated mode) -----------------------------------------------------
+
+    def _pick_host(self, record: FaultRecord) -> str:
+        """Mostly the host of some shard's primary; now and then one holding no primary."""
+        hosts = self.hosts
+        shards = range(self.cluster.client.partition.shard_count)
+        sets = {shard: hosts.replica_set(shard) for shard in shards}
+        primaries = {shard: hosts.primary_host(shard) for shard in shards}
+        followers_only = sorted(set(hosts.nodes) - set(primaries.values()))
+        # Each kind's first fault hits a primary's host: every run measures its failover.
+        hit_primary = record.kind in self.primary_hosts_hit
+        if followers_only and hit_primary and self.rng.random() < FOLLOWER_HOST_SHARE:
+            host = self.rng.choice(followers_only)
+        else:
+            host = self.rng.choice(sorted(set(primaries.values())))
+        record.primary_shards = sorted(s for s, h in primaries.items() if h == host)
+        if record.primary_shards:
+            self.primary_hosts_hit.add(record.kind)
+        record.untouched_shards = sorted(
+            s for s, found in sets.items() if host not in {m.host for m in found.members}
+        )
+        record.target = f"host {host} (primary of shards {record.primary_shards})"
+        return host
+
+    async def _host_kill_wipe(self, record: FaultRecord) -> None:
+        """SIGKILL a host, wipe its disk, and add it back under its name a few seconds later."""
+        host = await asyncio.to_thread(self._pick_host, record)
+        record.at = self.now()
+        await asyncio.to_thread(self.hosts.kill_host, host, True)
+        down_seconds = self.rng.uniform(*HOST_DOWN_SECONDS)
+        await asyncio.sleep(down_seconds)
+        # On the loop's thread, which is the main one (Ray's nodes install signal handlers).
+        self.hosts.add_host(host)
+        record.detail = f"down {down_seconds:.1f} s, back on an empty disk"
+
+    async def _host_freeze(self, record: FaultRecord) -> None:
+        """SIGSTOP a host for a few seconds, then SIGCONT; a write sent to each frozen primary
+        meanwhile must not be acknowledged once it resumes."""
+        host = await asyncio.to_thread(self._pick_host, record)
+        hosts = self.hosts
+        old = {
+            shard: ray.get_actor(hosts.replica_set(shard).primary, namespace=hosts.namespace)
+            for shard in record.primary_shards
+        }
+        record.at = self.now()
+        await asyncio.to_thread(hosts.freeze_host, host)
+        zombies = {shard: self._zombie_write(shard, handle) for shard, handle in old.items()}
+        frozen_seconds = self.rng.uniform(*HOST_FROZEN_SECONDS)
+        try:
+            await asyncio.sleep(frozen_seconds)
+        finally:
+            await asyncio.to_thread(hosts.thaw_host, host)
+        record.detail = f"frozen {frozen_seconds:.1f} s"
+        await asyncio.sleep(THAWED_CHECK_SECONDS)
+        if not await asyncio.to_thread(self._node_alive, host):
+            # Ray declared the frozen node dead (after about 6 s) and its raylet exits once it
+            # runs again: the host is started again on its own disk, as its supervisor would.
+            await asyncio.to_thread(hosts.kill_host, host, False)
+            hosts.add_host(host)
+            record.detail += ", declared dead by Ray: restarted on its disk"
+        for sku, ref in zombies.values():
+            try:
+                answer = decode_outcomes(await asyncio.wait_for(ref, ZOMBIE_ANSWER_SECONDS))[0]
+                said, ok = repr(answer.value)[:200], answer.ok
+            except Exception as error:  # the actor died or never answered: nothing acknowledged
+                said, ok = repr(error)[:200], False
+            self.zombies.append((sku, said, ok))
+            record.detail += f"; resumed primary answered {sku}: {said}"
+
+    def _node_alive(self, host: str) -> bool:
+        """Whether Ray still counts `host`'s node among the live ones."""
+        node_id = self.hosts.nodes[host].node_id
+        return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())  # type: ignore[no-untyped-call]
+
+    def _zombie_write(self, shard: int, handle: Any) -> tuple[str, Any]:
+        """A write of a SKU of `shard`'s own, sent straight to the frozen primary `handle`."""
+        partition = self.cluster.client.partition
+        sku = next(
+            name
+            for n in range(100_000)
+            if partition.owner(sku=(name := f"ZOMBIE-{len(self.zombies)}-{shard}-{n}")) == shard
+        )
+        command = AdjustStock(sku, LOCATIONS[0], ZOMBIE_UNITS, "received")
+        return sku, handle.execute.remote(encode_submissions([Submission(command)]))
+
+    async def _primary_kill(self, record: FaultRecord) -> None:
+        """SIGKILL the worker process of one shard's current primary."""
+        hosts = self.hosts
+        shard_count = self.cluster.client.partition.shard_count
+        shard = self.rng.randrange(shard_count)
+        replica_set = await asyncio.to_thread(hosts.replica_set, shard)
+        handle: Any = ray.get_actor(replica_set.primary, namespace=hosts.namespace)
+        status: Any = await asyncio.wait_for(handle.status.remote(), 10)
+        pid = int(status.pid)
+        record.at = self.now()
+        os.kill(pid, signal.SIGKILL)
+        record.primary_shards = [shard]
+        record.untouched_shards = [s for s in range(shard_count) if s != shard]
+        record.target = f"shard {shard} primary {replica_set.primary} (pid {pid})"
 
     # -- Serve ------------------------------------------------------------------------------
 

@@ -154,6 +154,11 @@ class FaultRecord:
     target: str
     detail: str = ""
     recovered_seconds: float | None = None
+    # Replicated mode: the shards whose primary the fault hit, those with no replica where it
+    # struck, and when (run seconds) every replica set was whole again.
+    primary_shards: list[int] = field(default_factory=list)
+    untouched_shards: list[int] = field(default_factory=list)
+    whole_at: float | None = None
 
 
 @dataclass

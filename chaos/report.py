@@ -66,6 +66,8 @@ def markdown(summary: dict[str, Any]) -> str:
         *(f"- {what}: {count:,}" for what, count in sorted(summary["checked"].items())),
         "",
     ]
+    if "replication" in summary:
+        lines += replication_lines(summary["replication"])
     if summary["violations"]:
         lines += ["## Violations", ""]
         for check, details in summary["violation_details"].items():
@@ -73,6 +75,35 @@ def markdown(summary: dict[str, Any]) -> str:
             lines += [f"- {detail}" for detail in details]
             lines.append("")
     return "\n".join(lines)
+
+
+def replication_lines(figures: dict[str, Any]) -> list[str]:
+    """The replicated mode's figures: failover, untouched shards, back to full replica sets."""
+    lines = [
+        "## Replica sets",
+        "",
+        "Failover: from the fault to the first acknowledged write on a shard whose primary it "
+        "hit. Untouched: failed writes on shards with no replica where the fault struck, from "
+        "the fault until every replica set was whole again (back to full).",
+        "",
+        "| kind | faults | failover p50 / p99 / max (s) | unmeasured | untouched failed writes "
+        "| back to full max (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, found in sorted(figures["by_kind"].items()):
+        spread = found["failover_seconds"]
+        lines.append(
+            f"| {kind} | {found['faults']} | {spread['p50']} / {spread['p99']} / {spread['max']} "
+            f"| {found['failover_unmeasured']} | {found['untouched_failed_writes']} "
+            f"| {found['back_to_full_seconds_max']} |"
+        )
+    lines += [
+        "",
+        f"Probe attempts {figures['probe_writes']:,}; writes sent to frozen primaries "
+        f"{figures['zombie_writes']}, acknowledged {figures['zombie_acknowledged']}.",
+        "",
+    ]
+    return lines
 
 
 def _pairs(counts: dict[str, int]) -> str:

@@ -2,6 +2,7 @@
 injected, then the checker; writes a report and the history, exits 1 on any violation.
 
     python -m chaos.run --seconds 1800 --seed 7     # `make chaos`; see docs/chaos.md
+    python -m chaos.run --replicated                # shards as replica sets over 4 hosts
 """
 
 import argparse
@@ -20,9 +21,10 @@ import aiohttp
 
 from chaos.checker import check
 from chaos.cluster import ChaosCluster, environment_for_chaos
-from chaos.faults import KINDS, Injector
+from chaos.faults import FAILOVER_KINDS, KINDS, REPLICATED_KINDS, Injector
 from chaos.feed_watch import FeedWatch
 from chaos.history import History, Outcome
+from chaos.probes import Probes, failover_figures
 from chaos.report import write_report
 from chaos.verdict import FinalState, Verdict, Violation
 from chaos.workload import LOCATIONS, Client, Shared, resolve_unknowns, send
@@ -53,7 +55,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fault-gap", type=float, nargs=2, default=(2.0, 6.0), help="seconds between faults"
     )
-    parser.add_argument("--faults", default=",".join(KINDS), help="kinds, comma-separated")
+    parser.add_argument(
+        "--faults",
+        help="kinds, comma-separated (default: every kind of the mode; docs/chaos.md)",
+    )
+    parser.add_argument(
+        "--replicated",
+        action="store_true",
+        help="a local etcd and 4 shard hosts, each shard a replica set of 3 on distinct hosts, "
+        "with host and primary faults and failover figures",
+    )
     parser.add_argument("--restock-rows", type=int, default=20_000)
     parser.add_argument(
         "--settle-timeout",
@@ -87,7 +98,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "reads the feed through the run and pages are read from cursors taken earlier",
     )
     parser.add_argument("--out", type=Path, default=Path("artifacts/chaos"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.faults is None:
+        args.faults = ",".join(REPLICATED_KINDS if args.replicated else KINDS)
+    return args
 
 
 async def stock_levels(session: aiohttp.ClientSession, skus: list[str]) -> dict[Any, int]:
@@ -111,11 +125,20 @@ async def run(args: argparse.Namespace) -> tuple[History, Verdict, dict[str, Any
     environment_for_chaos()
     started = time.monotonic()
     # On this thread: Ray's nodes install signal handlers, which only the main thread may.
-    progress(f"starting a cluster of {args.shard_hosts + 1} nodes (seed {args.seed})")
-    cluster = ChaosCluster.start(args.shards, args.shard_hosts, args.replicas, args.feed_retention)
+    if args.replicated:
+        progress(f"starting etcd, a head and 4 shard hosts, replicated (seed {args.seed})")
+    else:
+        progress(f"starting a cluster of {args.shard_hosts + 1} nodes (seed {args.seed})")
+    cluster = ChaosCluster.start(
+        args.shards, args.shard_hosts, args.replicas, args.feed_retention, args.replicated
+    )
     figures: dict[str, Any] = {"setup_seconds": round(time.monotonic() - started, 1)}
     try:
-        return await _run(args, cluster, figures)
+        history, verdict, figures = await _run(args, cluster, figures)
+        if not verdict.ok:
+            # A failed run keeps the shards' logs: what each replica did, and when.
+            cluster.keep_logs(args.out)
+        return history, verdict, figures
     finally:
         cluster.shutdown()
 
@@ -152,6 +175,10 @@ async def _run(
         if args.feed_retention:
             watch = FeedWatch(shared.now, random.Random(args.seed), args.feed_retention)
             clients += [watch.follow(session, stop), watch.read_old(session, stop)]
+        probes = None
+        if args.replicated:
+            probes = Probes(shared, cluster.client.partition, args.seed)
+            clients.append(probes.run(session, stop))
         tasks = [asyncio.create_task(c) for c in clients]
         faults = asyncio.create_task(injector.run(stop, tuple(args.fault_gap)))
         # The run's length is the experiment, not a wait for something to happen.
@@ -159,9 +186,17 @@ async def _run(
         stop.set()
         await asyncio.gather(*tasks, faults)
         figures["load_seconds"] = round(shared.now(), 1)
+        if probes is not None:
+            figures["replication"] = replication_figures(injector, probes, shared.now())
+        # Besides the run's SKUs: the probes' and those written to frozen primaries (each must
+        # hold exactly what was acknowledged: every probe add, no zombie write).
+        extra = [] if probes is None else [*probes.skus.values()]
+        extra += [sku for sku, _, _ in injector.zombies]
         settle_started = time.monotonic()
         try:
-            final = await settle_and_read(args, session, cluster, injector, shared, initial, watch)
+            final = await settle_and_read(
+                args, session, cluster, injector, shared, initial, watch, extra
+            )
         except (TimeoutError, RuntimeError) as error:
             # A service that cannot come back has lost availability, and the checker cannot
             # read what it holds: that alone fails the run.
@@ -175,9 +210,33 @@ async def _run(
     figures |= restock_figures(final.restock_jobs)
     progress(f"checking {len(history.ops):,} operations")
     verdict = check(history, final)
+    for sku, said, ok in injector.zombies:
+        verdict.checked["writes to frozen primaries"] += 1
+        if ok:
+            verdict.violations.append(
+                Violation("zombie", f"a resumed frozen primary acknowledged {sku}: {said}")
+            )
     if not verdict.ok:
         write_final_state(final, args.out)
     return history, verdict, figures
+
+
+def replication_figures(injector: Injector, probes: Probes, load_seconds: float) -> dict[str, Any]:
+    """Failover, untouched-shard failures and back-to-full times per replication fault kind, and
+    what resumed frozen primaries answered."""
+    probes.client_writes(injector.history.ops)
+    kinds = [kind for kind in FAILOVER_KINDS if kind in injector.kinds]
+    figures = failover_figures(injector.history.faults, probes, kinds, load_seconds)
+    return {
+        "by_kind": figures,
+        "untouched_failed_writes": sum(f["untouched_failed_writes"] for f in figures.values()),
+        "back_to_full_seconds_max": max(
+            (f["back_to_full_seconds_max"] or 0.0 for f in figures.values()), default=0.0
+        ),
+        "probe_writes": sum(len(t) for t in probes.attempts.values()),
+        "zombie_writes": len(injector.zombies),
+        "zombie_acknowledged": sum(1 for _, _, ok in injector.zombies if ok),
+    }
 
 
 def restock_figures(found: list[dict[str, Any]]) -> dict[str, Any]:
@@ -211,8 +270,10 @@ async def settle_and_read(
     shared: Shared,
     initial: dict[Any, int],
     watch: FeedWatch | None,
+    extra_skus: list[str],
 ) -> FinalState:
-    """Wait until the service is whole again, resolve every unknown outcome, then read."""
+    """Wait until the service is whole again, resolve every unknown outcome, then read (the
+    run's SKUs and `extra_skus`)."""
     progress("load stopped; waiting for every shard")
     await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout)
     history = injector.history
@@ -221,7 +282,8 @@ async def settle_and_read(
     progress("finishing restock jobs")
     restock_jobs = await asyncio.to_thread(injector.finish_restocks)
     await asyncio.to_thread(cluster.wait_shards_up, args.settle_timeout, True)
-    final = await final_state(session, cluster, history, shared.skus, initial, watch)
+    skus = [*shared.skus, *extra_skus]
+    final = await final_state(session, cluster, history, skus, initial, watch)
     final.restock_jobs = restock_jobs
     return final
 
@@ -367,15 +429,23 @@ async def pruned_shards(session: aiohttp.ClientSession, feed: list[dict[str, Any
 
 
 def integrity(cluster: ChaosCluster) -> dict[str, str]:
+    """`PRAGMA integrity_check` of every shard file (of every replica's, replicated)."""
+    if cluster.hosts is None:
+        paths = [
+            shard_path(cluster.data_dir, shard)
+            for shard in range(cluster.client.partition.shard_count)
+        ]
+    else:
+        paths = cluster.replica_files()
     found = {}
-    for shard in range(cluster.client.partition.shard_count):
-        path = shard_path(cluster.data_dir, shard)
+    for path in paths:
+        name = path.name if cluster.hosts is None else f"{path.parent.name}/{path.name}"
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             rows = conn.execute("PRAGMA integrity_check").fetchall()
         finally:
             conn.close()
-        found[path.name] = "; ".join(str(row[0]) for row in rows)
+        found[name] = "; ".join(str(row[0]) for row in rows)
     return found
 
 

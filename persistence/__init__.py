@@ -1,7 +1,7 @@
 """Durable storage of one shard: the write-ahead log, idempotency records and snapshots."""
 
 from persistence.memory_store import MemoryShardStore
-from persistence.port import ShardStore
+from persistence.port import ShardStore, epoch_at
 from persistence.records import IdempotencyRecord, LogRecord, SnapshotInfo, StorageError
 from persistence.sqlite_store import SqliteShardStore
 
@@ -13,4 +13,5 @@ __all__ = [
     "SnapshotInfo",
     "SqliteShardStore",
     "StorageError",
+    "epoch_at",
 ]

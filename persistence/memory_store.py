@@ -1,6 +1,7 @@
 """An in-memory backend for fast unit tests of the shard core. Passes the same contract."""
 
 import itertools
+import uuid
 from collections.abc import Iterator, Sequence
 
 from persistence.port import ShardStore
@@ -15,6 +16,9 @@ class MemoryShardStore(ShardStore):
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.snapshots: dict[int, tuple[int, int, bool, list[tuple[str, str]]]] = {}
         self._ids = itertools.count(1)
+        self.epoch_starts: dict[int, int] = {}
+        self.promised = 0
+        self._disk_id = uuid.uuid4().hex
         self.failing_appends = 0
         self.closed = False
 
@@ -26,15 +30,19 @@ class MemoryShardStore(ShardStore):
         if self.failing_appends > 0:
             self.failing_appends -= 1
             raise StorageError("append failed: disk I/O error (injected)")
-        last = self.log[-1].lsn if self.log else 0
-        lsns = [r.lsn for r in records]
-        if any(b <= a for a, b in itertools.pairwise([last, *lsns])):
-            raise StorageError("append failed: UNIQUE constraint failed: log.lsn")
+        self._check_lsns_follow(records, "append")
         keys = [r.key for r in idempotency]
         if len(set(keys)) != len(keys) or any(key in self.idempotency for key in keys):
             raise StorageError("append failed: UNIQUE constraint failed: idempotency.key")
         self.log.extend(records)
         self.idempotency.update((r.key, r) for r in idempotency)
+
+    def _check_lsns_follow(self, records: Sequence[LogRecord], what: str) -> None:
+        """Each LSN above the last one in the log, as SQLite's unique key checks."""
+        last = self.log[-1].lsn if self.log else 0
+        lsns = [r.lsn for r in records]
+        if any(b <= a for a, b in itertools.pairwise([last, *lsns])):
+            raise StorageError(f"{what} failed: UNIQUE constraint failed: log.lsn")
 
     def find_idempotency(self, keys: Sequence[str]) -> dict[str, IdempotencyRecord]:
         return {k: self.idempotency[k] for k in keys if k in self.idempotency}
@@ -99,3 +107,49 @@ class MemoryShardStore(ShardStore):
 
     def close(self) -> None:
         self.closed = True
+
+    def disk_id(self) -> str:
+        return self._disk_id
+
+    def promised_epoch(self) -> int:
+        return self.promised
+
+    def promise_epoch(self, epoch: int) -> None:
+        self.promised = max(self.promised, epoch)
+
+    def epochs(self) -> list[tuple[int, int]]:
+        return sorted(self.epoch_starts.items(), key=lambda entry: (entry[1], entry[0]))
+
+    def add_epoch(self, epoch: int, start_lsn: int) -> None:
+        self.epoch_starts.setdefault(epoch, start_lsn)
+
+    def put_idempotency(self, records: Sequence[IdempotencyRecord]) -> None:
+        self.idempotency.update((r.key, r) for r in records)
+
+    def read_idempotency_since(
+        self, at_ms: int, after_key: str, limit: int
+    ) -> list[IdempotencyRecord]:
+        keys = sorted(k for k, r in self.idempotency.items() if k > after_key and r.at_ms >= at_ms)
+        return [self.idempotency[k] for k in keys[: max(limit, 0)]]
+
+    def append_copied(self, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        if self.failing_appends > 0:
+            self.failing_appends -= 1
+            raise StorageError("append_copied failed: disk I/O error (injected)")
+        self._check_lsns_follow(records, "append_copied")
+        self.log.extend(records)
+
+    def install_snapshot(
+        self, start_lsn: int, at_ms: int, chunks: Sequence[tuple[str, str]]
+    ) -> None:
+        if self.log:
+            raise StorageError("install_snapshot failed: the log is not empty")
+        self.snapshots = {next(self._ids): (start_lsn, at_ms, True, list(chunks))}
+
+    def wipe(self) -> None:
+        self.log.clear()
+        self.idempotency.clear()
+        self.snapshots.clear()
+        self.epoch_starts.clear()

@@ -65,6 +65,58 @@ class ShardStore(ABC):
         """Forget up to `limit` of the oldest records with LSN <= `up_to_lsn` written before
         `before_ms`; how many were forgotten."""
 
+    @abstractmethod
+    def disk_id(self) -> str:
+        """The identity of this storage: made when it is created, kept while it lives."""
+
+    @abstractmethod
+    def promised_epoch(self) -> int:
+        """The highest epoch promised so far; 0 for a new store."""
+
+    @abstractmethod
+    def promise_epoch(self, epoch: int) -> None:
+        """Raise the promised epoch to `epoch`, durable on return; a lower or equal one leaves
+        the stored promise as it is."""
+
+    @abstractmethod
+    def epochs(self) -> list[tuple[int, int]]:
+        """The (epoch, start_lsn) entries, sorted by start_lsn, then epoch."""
+
+    @abstractmethod
+    def add_epoch(self, epoch: int, start_lsn: int) -> None:
+        """Record that `epoch` starts at `start_lsn`, durable on return; an epoch already
+        recorded keeps its first start."""
+
+    @abstractmethod
+    def put_idempotency(self, records: Sequence[IdempotencyRecord]) -> None:
+        """Insert each record, replacing a stored one of the same key, in one durable
+        transaction."""
+
+    @abstractmethod
+    def read_idempotency_since(
+        self, at_ms: int, after_key: str, limit: int
+    ) -> list[IdempotencyRecord]:
+        """Up to `limit` records stored at or after `at_ms` whose key sorts after `after_key`,
+        in key order: a page of the records a follower copies."""
+
+    @abstractmethod
+    def append_copied(self, records: Sequence[LogRecord]) -> None:
+        """Append log records copied from another replica in one durable transaction, or raise
+        StorageError and write none; each LSN must follow the last one."""
+
+    @abstractmethod
+    def install_snapshot(
+        self, start_lsn: int, at_ms: int, chunks: Sequence[tuple[str, str]]
+    ) -> None:
+        """Store a complete snapshot of (kind, payload) `chunks` in one durable transaction, so
+        that it is the latest and `last_lsn()` is `start_lsn`; StorageError if the log is not
+        empty. Snapshots stored before it are dropped."""
+
+    @abstractmethod
+    def wipe(self) -> None:
+        """Forget every log record, idempotency record, snapshot and epoch entry, durable on
+        return; the disk id and the promised epoch stay."""
+
     def read_log_matching(
         self, needle: str, until_ms: int, before_lsn: int, limit: int
     ) -> list[tuple[int, int, str]]:
@@ -110,3 +162,12 @@ def within_bytes(
         if size > byte_limit and count > 0:
             return records[:count]
     return records
+
+
+def epoch_at(entries: Sequence[tuple[int, int]], lsn: int) -> int:
+    """The epoch of the (epoch, start_lsn) entry with the largest start_lsn <= `lsn` (of equal
+    starts, the largest epoch); 0 if there is none or `lsn` <= 0."""
+    if lsn <= 0:
+        return 0
+    started = [(start_lsn, epoch) for epoch, start_lsn in entries if start_lsn <= lsn]
+    return max(started)[1] if started else 0

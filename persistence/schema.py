@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -35,7 +35,17 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1]
+def _add_replication_v2(db: sqlite_utils.Database) -> None:
+    """The replica's identity and promise (`replica_meta`) and where each epoch starts."""
+    db["replica_meta"].create(  # type: ignore[union-attr]
+        {"key": str, "value": str}, pk="key", not_null={"value"}
+    )
+    db["epochs"].create(  # type: ignore[union-attr]
+        {"epoch": int, "start_lsn": int}, pk="epoch", not_null={"start_lsn"}
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1, _add_replication_v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

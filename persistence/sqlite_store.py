@@ -10,21 +10,13 @@ from typing import Any
 from persistence.port import ShardStore
 from persistence.records import IdempotencyRecord, LogRecord, SnapshotInfo, StorageError
 from persistence.schema import migrate
+from persistence.sqlite_replication import SqliteReplication, check_lsns_follow
 
 # Parameters per statement stay well under SQLite's limit of 32,766.
 _KEYS_PER_QUERY = 900
 
 
-def _check_lsns_follow(conn: sqlite3.Connection, records: Sequence[LogRecord]) -> None:
-    """The log only grows: each LSN above the last one written. A bug otherwise."""
-    last = conn.execute("SELECT coalesce(max(lsn), 0) FROM log").fetchone()[0]
-    for record in records:
-        if record.lsn <= last:
-            raise sqlite3.IntegrityError(f"lsn {record.lsn} does not follow {last}")
-        last = record.lsn
-
-
-class SqliteShardStore(ShardStore):
+class SqliteShardStore(SqliteReplication, ShardStore):
     """A shard's log, idempotency records and snapshots in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
@@ -34,6 +26,7 @@ class SqliteShardStore(ShardStore):
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._configure()
         migrate(self._conn)
+        self._disk_id = self._load_disk_id()
         # Test hook: the next N appends fail inside their transaction, as a failing disk would.
         self.failing_appends = 0
 
@@ -70,7 +63,7 @@ class SqliteShardStore(ShardStore):
             return
         with self._transaction("append") as conn:
             if records:
-                _check_lsns_follow(conn, records)
+                check_lsns_follow(conn, records)
             conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", records)
             conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", idempotency)
             if self.failing_appends > 0:

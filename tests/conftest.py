@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 import ray
 
+from harness.etcd import LocalEtcd
 from harness.ports import free_port
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.shard.config import ShardConfig
@@ -64,6 +65,14 @@ def ray_session() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEtcd]:
+    """One local etcd for the session (installed with apt-get if missing), stopped at its end;
+    tests share it, so each keeps to keys of its own (a unique prefix)."""
+    with LocalEtcd.start(tmp_path_factory.mktemp("etcd")) as server:
+        yield server
 
 
 @pytest.fixture

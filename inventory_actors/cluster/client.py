@@ -17,6 +17,11 @@ from inventory_actors.cluster.coordinator import (
     place_reservation,
     spans_shards,
 )
+from inventory_actors.cluster.replica_sets import (
+    PrimaryHandles,
+    load_replication,
+    start_replica_sets,
+)
 from inventory_actors.cluster.shard_actor import DEFAULT_NAMESPACE, ShardActor, shard_name
 from inventory_actors.cluster.wire import decode_outcomes, encode_submissions
 from inventory_actors.domain import (
@@ -38,7 +43,7 @@ from inventory_actors.domain import (
 )
 from inventory_actors.domain.thresholds import Alert
 from inventory_actors.shard.config import ShardConfig
-from inventory_actors.shard.errors import ShardUnavailable
+from inventory_actors.shard.errors import NotPrimary, ShardUnavailable
 from inventory_actors.shard.partitioning import (
     PartitionMap,
     load_or_create,
@@ -93,12 +98,16 @@ class InventoryClient:
     def __init__(
         self,
         partition: PartitionMap,
-        shards: list[Any],
+        shards: Sequence[Any],
         call_timeout_seconds: float = CALL_TIMEOUT_SECONDS,
+        replicas: Sequence[Any] = (),
     ) -> None:
+        """`shards` holds each shard's actor, or for replicated shards looks up each one's
+        current primary (`PrimaryHandles`); `replicas` lists every replica actor."""
         self.partition = partition
         self.shards = shards
         self.call_timeout_seconds = call_timeout_seconds
+        self.replicas = list(replicas)
 
     @classmethod
     def connect(
@@ -118,6 +127,13 @@ class InventoryClient:
         if not ray.is_initialized():
             ray.init(address=ray_address, namespace=namespace, log_to_driver=False)
         partition = load_or_create(data_dir, shard_count)
+        replication = load_replication(data_dir)
+        if replication is not None:
+            directory, replicas = start_replica_sets(
+                replication, partition, config or ShardConfig(), namespace
+            )
+            handles = PrimaryHandles(directory, partition.shard_count)
+            return cls(partition, handles, call_timeout_seconds, replicas)
         shards = [
             ShardActor.options(  # type: ignore[attr-defined]
                 name=shard_name(shard_id),
@@ -189,8 +205,29 @@ class InventoryClient:
         """One call to one shard, awaited. The caller has validated and routed every command
         (see `shard_of`); the HTTP app uses this to send coalesced requests, with the id of
         each one's request for the shard's logs."""
-        ref = self.shards[shard_id].execute.remote(encode_submissions(submissions), request_ids)
-        return await await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
+        shards = self.shards
+        if not isinstance(shards, PrimaryHandles):
+            ref = shards[shard_id].execute.remote(encode_submissions(submissions), request_ids)
+            return await await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
+        payload = encode_submissions(submissions)
+        for attempt in range(2):
+            epoch = shards.directory.epoch(shard_id)
+            try:
+                handle = shards[shard_id]
+            except ShardUnavailable as error:
+                return [Outcome(error)] * len(submissions)
+            outcomes = await await_outcomes(
+                shard_id,
+                len(submissions),
+                handle.execute.remote(payload, request_ids),
+                self.call_timeout_seconds,
+                lambda epoch=epoch: shards.directory.epoch(shard_id) != epoch,  # type: ignore[misc]
+            )
+            # Refused before anything ran: the primary changed; send them to the new one once.
+            if attempt or not all(isinstance(o.value, NotPrimary) for o in outcomes):
+                return outcomes
+            shards.directory.refresh()
+        return outcomes
 
     def execute(self, submissions: Sequence[Submission], validate: bool = True) -> list[Outcome]:
         return self.submit(submissions, validate).wait()
@@ -405,5 +442,7 @@ class InventoryClient:
 
     def shutdown(self) -> None:
         """Stop the shard actors for good (their data stays on disk)."""
-        for shard in self.shards:
+        for shard in self.replicas or list(self.shards):
             ray.kill(shard, no_restart=True)
+        if isinstance(self.shards, PrimaryHandles):
+            self.shards.directory.close()

@@ -3,6 +3,7 @@
 
 import asyncio
 import gc
+import hashlib
 import os
 import signal
 import time
@@ -23,6 +24,17 @@ from inventory_actors.cluster.wire import (
 from inventory_actors.domain import HoldView, InvalidCommand, SkuView, ThresholdView
 from inventory_actors.domain.thresholds import Alert
 from inventory_actors.observability import json_logging
+from inventory_actors.replication import copying
+from inventory_actors.replication.agent import ReplicaAgent
+from inventory_actors.replication.config import ReplicationConfig
+from inventory_actors.replication.directory import PrimaryDirectory
+from inventory_actors.replication.protocol import (
+    ReplicaState,
+    SealAnswer,
+    ShipAnswer,
+    SnapshotCopy,
+    TailPage,
+)
 from inventory_actors.shard.call_log import log_call
 from inventory_actors.shard.config import ShardConfig
 from inventory_actors.shard.core import ShardCore
@@ -31,7 +43,7 @@ from inventory_actors.shard.feed_pages import Position, ShardEvents, shard_event
 from inventory_actors.shard.partitioning import PartitionMap
 from inventory_actors.shard.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.shard.restock_chunk import RestockChunk
-from persistence import SqliteShardStore
+from persistence import IdempotencyRecord, LogRecord, SqliteShardStore
 from persistence.exports import stock_table
 from persistence.port import within_bytes
 
@@ -79,10 +91,12 @@ class ShardActor:
         config: ShardConfig,
         namespace: str,
         partition: PartitionMap | None = None,
+        replica: tuple[str, ReplicationConfig] | None = None,
     ) -> None:
         """`partition` is the data directory's map, which the shard checks every command
         against (`shard.ownership`). The map is fixed when the directory is created, so a
-        restarted actor, which gets the same arguments, still has the right one."""
+        restarted actor, which gets the same arguments, still has the right one. `replica`
+        (name, config) makes this actor one replica of a replicated shard."""
         json_logging.configure("shard")
         # The process is this shard's alone. A call decodes a thousand commands into objects
         # that live until it is answered; with the default threshold (700) each call would run
@@ -105,8 +119,18 @@ class ShardActor:
             partition,
         )
         # Ray runs an async actor's __init__ on its event loop, so the timers start here and
-        # holds expire after a restart even if no request ever arrives.
-        self._core.start()
+        # holds expire after a restart even if no request ever arrives. A replica starts as a
+        # follower; its agent starts them when it becomes the primary.
+        self._agent: ReplicaAgent | None = None
+        self._directory: PrimaryDirectory | None = None
+        if replica is None:
+            self._core.start()
+        else:
+            name, replication = replica
+            self._directory = PrimaryDirectory(replication, namespace)
+            self._agent = ReplicaAgent(self._core, name, replication, self._replica_handle)
+            self._core.ledger.replaying = True
+            self._agent.start()
         self._metrics = ShardMetrics(shard_id)
         self._metrics_task = asyncio.get_running_loop().create_task(self._metrics.run(self._core))
 
@@ -118,10 +142,16 @@ class ShardActor:
         self._store = SqliteShardStore(Path(self._path))
         return self._store
 
+    def _replica_handle(self, name: str) -> Any:
+        return ray.get_actor(name, namespace=self._namespace)
+
     async def _call_peer(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
         """Another shard of the same data directory, found by name (its actor may have been
-        restarted since: the name stays)."""
-        handle = self._peer_handles.get(shard_id)
+        restarted since: the name stays), or its primary's replica for a replicated shard."""
+        if self._directory is not None:
+            handle = self._directory.handle(shard_id)
+        else:
+            handle = self._peer_handles.get(shard_id)
         if handle is None:
             handle = ray.get_actor(shard_name(shard_id), namespace=self._namespace)
             self._peer_handles[shard_id] = handle
@@ -154,6 +184,7 @@ class ShardActor:
         the actor's loop, with no await, so no command lands midway: the table is the state at
         that LSN. A million levels hold the shard for about a second."""
         core = self._core
+        await core.settled()
         core.require_available()
         ledger = core.ledger
         columns, _ = ledger.export_sku_columns(list(ledger.skus), 0, ledger.level_count + 1)
@@ -171,6 +202,7 @@ class ShardActor:
     ) -> tuple[int, list[tuple[int, int, str]]]:
         """`read_log`, with the oldest LSN the log still holds (older ones were pruned)."""
         core = self._core
+        await core.settled()
         core.require_available()
         assert core.store is not None
         limit = max(1, min(limit, LOG_PAGE_RECORDS_MAX))
@@ -194,6 +226,7 @@ class ShardActor:
         time from which it holds every change: that record's time, or if the log was pruned
         whole, the newest snapshot's (None if the log never had a record)."""
         core = self._core
+        await core.settled()
         core.require_available()
         store = core.store
         assert store is not None
@@ -209,18 +242,90 @@ class ShardActor:
             since_ms = None if snapshot is None else snapshot.at_ms
         return first, since_ms, within_bytes(records, LOG_PAGE_BYTES_MAX)
 
+    # Reads wait for the batch in flight, if any: a replicated primary answers only what a
+    # majority has (`ShardCore.settled`).
+
     async def get_skus(self, skus: Sequence[str]) -> list[SkuView | None]:
+        await self._core.settled()
         return self._core.read_skus(skus)
 
     async def get_hold(self, hold_id: str) -> HoldView | None:
+        await self._core.settled()
         return self._core.read_hold(hold_id)
 
     async def alerts(self) -> list[Alert]:
         """The low SKU-locations: (sku, location, available, low_stock_below), sorted."""
+        await self._core.settled()
         return self._core.read_alerts()
 
     async def get_threshold(self, sku: str, location: str) -> ThresholdView:
+        await self._core.settled()
         return self._core.read_threshold(sku, location)
+
+    # -- replication (replicated shards only) -------------------------------------------------
+
+    def _replica(self) -> ReplicaAgent:
+        if self._agent is None:
+            raise RuntimeError(f"shard {self._core.shard_id} is not replicated")
+        return self._agent
+
+    @ray.method(num_returns=1, max_task_retries=0, retry_exceptions=False)
+    async def replicate(
+        self,
+        epoch: int,
+        primary: str,
+        prev_lsn: int,
+        prev_epoch: int,
+        records: list[LogRecord],
+        idempotency: list[IdempotencyRecord],
+    ) -> ShipAnswer:
+        """A batch (or, empty, a heartbeat) of the primary of `epoch`."""
+        return self._replica().on_replicate(
+            epoch, primary, prev_lsn, prev_epoch, records, idempotency
+        )
+
+    async def seal(self, epoch: int, candidate: str) -> SealAnswer:
+        """Promise `epoch` to `candidate`: refuse every older epoch from now on."""
+        return self._replica().on_seal(epoch, candidate)
+
+    async def campaign(self) -> None:
+        """Become the primary now if etcd allows (the first primary of a new replica set)."""
+        await self._replica().campaign_now()
+
+    async def prevote(self, epoch: int) -> tuple[bool, str]:
+        """Would this replica promise `epoch` now? (disk id too); changes nothing."""
+        return self._replica().on_prevote(epoch)
+
+    async def replica_state(self) -> ReplicaState:
+        return self._replica().state()
+
+    async def replica_role(self) -> tuple[str, ReplicaState, int, int]:
+        """(role, state, epochs won, whole copies taken from another replica)."""
+        agent = self._replica()
+        return agent.role.value, agent.state(), agent.failovers, agent.whole_copies
+
+    async def replica_digest(self) -> tuple[int, str]:
+        """(last LSN, a digest of the stock and holds in memory): replicas at the same LSN
+        agree on it."""
+        ledger = self._core.ledger
+        stock = sorted((sku, ledger.sku_view(sku)) for sku in ledger.skus)
+        holds = sorted((hold_id, hold.status.value) for hold_id, hold in ledger.holds.items())
+        text = repr((stock, holds)).encode()
+        return self._core.last_lsn, hashlib.sha256(text).hexdigest()
+
+    async def read_tail(self, after_lsn: int, after_epoch: int, limit: int) -> TailPage | None:
+        return copying.read_tail(self._core, after_lsn, after_epoch, limit)
+
+    async def read_idempotency(
+        self, since_ms: int, after_key: str, limit: int
+    ) -> list[IdempotencyRecord]:
+        self._core.require_store()
+        assert self._core.store is not None
+        limit = max(1, min(limit, copying.IDEMPOTENCY_PAGE_RECORDS))
+        return self._core.store.read_idempotency_since(since_ms, after_key, limit)
+
+    async def export_snapshot(self) -> SnapshotCopy | None:
+        return copying.export_snapshot(self._core)
 
     async def ping(self) -> str:
         return self._path
@@ -286,5 +391,7 @@ class ShardActor:
                 hooks.ack_before_commit_seconds = float(value)
             case Fault.REFUSE_RETRIES:
                 hooks.refuse_retries = bool(value)
+            case Fault.SKIP_SEAL:
+                hooks.skip_seal = bool(value)
             case _:
                 raise RuntimeError(f"shard {self._core.shard_id} is recovering: try {fault} later")

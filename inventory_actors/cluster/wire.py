@@ -19,6 +19,7 @@ from inventory_actors.shard.codec import (
 from inventory_actors.shard.errors import (
     IdempotencyKeyReused,
     NotOwner,
+    NotPrimary,
     Overloaded,
     ServiceError,
     ShardUnavailable,
@@ -32,6 +33,7 @@ _SERVICE_TAGS: dict[type, str] = {
     StorageFailure: "storage-failure",
     IdempotencyKeyReused: "idempotency-key-reused",
     NotOwner: "shard-misrouted",
+    NotPrimary: "shard-not-primary",
 }
 _SERVICE_DECODERS: dict[str, Callable[..., ServiceError]] = {
     tag: kind for kind, tag in _SERVICE_TAGS.items()

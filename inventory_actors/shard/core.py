@@ -10,7 +10,8 @@ import gc
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from inventory_actors.domain import (
     Command,
@@ -47,7 +48,7 @@ from inventory_actors.shard.protocol import (
     fingerprint_of,
     is_valid_idempotency_key,
 )
-from inventory_actors.shard.recovery import recover_ledger
+from inventory_actors.shard.recovery import recover_ledger, replay_page
 from inventory_actors.shard.settlement import PeerCall, Settler
 from inventory_actors.shard.snapshots import Snapshotter
 from inventory_actors.shard.timers import Timers
@@ -57,6 +58,22 @@ log = logging.getLogger(__name__)
 
 # How many restock rows cost as much to replay as one ordinary log record.
 RESTOCK_ROWS_PER_RECORD = 5
+
+
+class BatchShipper(Protocol):
+    """Replication of a primary's batches (`inventory_actors.replication`): `ship` starts
+    sending a batch to the followers and returns what completes once a majority of the replica
+    set has it on disk, or raises if that can no longer happen."""
+
+    def ship(
+        self, records: list[LogRecord], idempotency: list[IdempotencyRecord]
+    ) -> Awaitable[None]: ...
+
+    async def lease(self) -> None:
+        """Return once reads may be served (no other primary can exist), or raise."""
+
+    def lost(self, error: BaseException) -> None:
+        """The batch in flight failed: this replica stops being the primary."""
 
 
 # tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
@@ -113,17 +130,56 @@ class ShardCore:
         self.snapshots = Snapshotter(self)
         self.settler = None if peers is None else Settler(self, peers)
         self.timers = Timers(self)
+        # Replicated shards only: the follower shipping of each batch, and while this replica
+        # is not the primary, the refusal every command and read gets.
+        self.shipper: BatchShipper | None = None
+        self.refusal: ServiceError | None = None
+        # A batch written here but not yet on a majority: reads wait for it (`settled`).
+        self._in_flight = False
+        self._acked = asyncio.Event()
         self._recover_now()
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the writer and the timers on the running loop."""
+        if self._tasks:
+            return
         loops = [self._writer_loop, self.timers.expiry_loop, self.timers.housekeeping_loop]
         if self.settler is not None:
             loops.append(self.settler.loop)
         for loop_fn in loops:
             self._tasks.append(asyncio.get_running_loop().create_task(loop_fn()))
+
+    def halt(self) -> None:
+        """Stop the writer and the timers (a replica that stops being the primary); the store
+        stays open. Whoever is queued is answered with `refusal`."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self.snapshots.abort()
+        refusal = self.refusal or ShardUnavailable(self.shard_id, "shard is not serving")
+        while self._queue:
+            call, index, _, _ = self._queue.popleft()
+            call.settle(index, Outcome(refusal))
+
+    async def settled(self) -> None:
+        """Return once no batch is waiting for its majority: memory then holds only what is
+        acknowledged (a replicated primary), so a read after this sees no other state; and a
+        replicated primary holds its read lease (no newer primary can exist)."""
+        await self._no_batch_in_flight()
+        shipper = self.shipper
+        if shipper is not None:
+            try:
+                await shipper.lease()
+            except Exception as error:
+                raise ShardUnavailable(self.shard_id, f"no read lease: {error!r}") from None
+            # The lease may have been renewed across another batch: wait for it too.
+            await self._no_batch_in_flight()
+
+    async def _no_batch_in_flight(self) -> None:
+        while self._in_flight:
+            await self._acked.wait()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -205,6 +261,8 @@ class ShardCore:
     ) -> list[Outcome]:
         if not submissions:
             return []
+        if self.refusal is not None:
+            return [Outcome(self.refusal)] * len(submissions)
         if not self.available:
             error = ShardUnavailable(self.shard_id, "shard is recovering")
             return [Outcome(error)] * len(submissions)
@@ -233,7 +291,7 @@ class ShardCore:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue and self.available:
+            while self._queue and self.available and self.refusal is None:
                 size = min(len(self._queue), self.config.batch_commands_max)
                 batch = [self._queue.popleft() for _ in range(size)]
                 try:
@@ -250,7 +308,9 @@ class ShardCore:
 
     async def _write(self, batch: list[Entry]) -> None:
         with gc_paused():
-            self._commit_batch(batch)
+            waiting = self._commit_batch(batch)
+        if waiting is not None:
+            await waiting
         if self._late_write is not None:
             await self._write_late()
         if self.ledger.unsettled and self.settler is not None:
@@ -265,7 +325,7 @@ class ShardCore:
         await asyncio.sleep(self.faults.ack_before_commit_seconds)
         self.store.append(records, idempotency)
 
-    def _commit_batch(self, batch: list[Entry]) -> None:
+    def _commit_batch(self, batch: list[Entry]) -> Awaitable[None] | None:
         """Execute a batch in memory and write it in one transaction, then answer its callers.
         A failure up to the write fails the whole batch and rebuilds memory from disk; once it
         is written, every caller gets its outcome whatever happens next."""
@@ -274,6 +334,7 @@ class ShardCore:
         records: list[LogRecord] = []
         idempotency: list[IdempotencyRecord] = []
         faults = self.faults
+        ack: Awaitable[None] | None = None
         try:
             keys = [s.idempotency_key for _, _, s, _ in batch if s.idempotency_key is not None]
             if faults.skip_idempotency:
@@ -289,14 +350,22 @@ class ShardCore:
             started = time.perf_counter()
             if faults.skip_idempotency:
                 idempotency = []
+            if self.shipper is not None:
+                # To the followers first: their writes overlap this one's fsync.
+                ack = self.shipper.ship(records, idempotency)
             if faults.ack_before_commit_seconds:
                 self._late_write = (records, idempotency)
             else:
                 self.store.append(records, idempotency)
             commit_seconds = time.perf_counter() - started
         except Exception as error:
+            if ack is not None and self.shipper is not None:
+                # Followers may hold what this disk does not: only a new primary can sort it out.
+                self._fail_batch(batch, error, rebuild=False)
+                self.shipper.lost(error)
+                return None
             self._fail_batch(batch, error)
-            return
+            return None
         self.last_lsn = lsn
         if records:
             self._log_time_ms = now_ms
@@ -311,6 +380,42 @@ class ShardCore:
         except Exception:
             # Memory and disk agree: the batch stands, and its callers are answered below.
             log.exception("shard %d: failed after writing a batch", self.shard_id)
+        if ack is not None:
+            self._in_flight = True
+            self._acked.clear()
+            return self._settle_when_acked(batch, outcomes, ack)
+        for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
+            call.settle(index, outcome)
+        return None
+
+    async def _settle_when_acked(
+        self, batch: list[Entry], outcomes: list[Outcome], ack: Awaitable[None]
+    ) -> None:
+        """Answer a replicated batch once a majority has it. If that fails the outcome is
+        unknown (a new primary may or may not adopt it) and this replica steps down."""
+        try:
+            await ack
+        except asyncio.CancelledError:
+            # The replica stopped serving while the batch waited: nobody may wait forever.
+            self._in_flight = False
+            self._acked.set()
+            unknown = ShardUnavailable(self.shard_id, "stopped serving; outcome unknown")
+            for call, index, _, _ in batch:
+                call.settle(index, Outcome(unknown))
+            raise
+        except Exception as error:
+            self._in_flight = False
+            self._acked.set()
+            unknown = ShardUnavailable(
+                self.shard_id, f"replication failed; outcome unknown: {error}"
+            )
+            for call, index, _, _ in batch:
+                call.settle(index, Outcome(unknown))
+            assert self.shipper is not None
+            self.shipper.lost(error)
+            return
+        self._in_flight = False
+        self._acked.set()
         for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
             call.settle(index, outcome)
 
@@ -368,14 +473,14 @@ class ShardCore:
             stored[key] = record
         return _new(Outcome, (result, False, record_lsn)), lsn
 
-    def _fail_batch(self, batch: list[Entry], error: Exception) -> None:
+    def _fail_batch(self, batch: list[Entry], error: Exception, rebuild: bool = True) -> None:
         log.error("shard %d: batch of %d failed: %r", self.shard_id, len(batch), error)
         self.counters.storage_failures += 1
         failure = Outcome(StorageFailure(self.shard_id, f"write failed: {error}"))
         for call, index, _, _ in batch:
             call.settle(index, failure)
         self.snapshots.abort()
-        if not self._recover_now():
+        if rebuild and not self._recover_now():
             # Nobody waits on a shard that cannot open its file: answer the queue at once.
             down = Outcome(ShardUnavailable(self.shard_id, "shard is recovering"))
             while self._queue:
@@ -387,6 +492,53 @@ class ShardCore:
         while not self._recover_now():
             await asyncio.sleep(self.config.recovery_retry_seconds)
         self._wakeup.set()
+
+    # -- replica roles (`inventory_actors.replication`) -----------------------------------
+
+    def lead(self, shipper: BatchShipper) -> None:
+        """Serve as the primary: every batch is shipped by `shipper` and answered once a
+        majority has it. Memory holds exactly the disk, which the seal made the longest log."""
+        self.ledger.replaying = False
+        self.ledger.rebuild_indexes()
+        self.shipper, self.refusal = shipper, None
+        self.snapshots.reset(records_since=self.snapshots.records_since, now_ms=self.clock_ms())
+        self.start()
+
+    def follow(self, refusal: ServiceError) -> bool:
+        """Stop serving (a follower): refuse everything with `refusal`, and rebuild memory from
+        disk if this replica was the primary (memory may hold a batch no majority took)."""
+        was_leading = self.shipper is not None
+        self.refusal, self.shipper = refusal, None
+        self.halt()
+        self._in_flight = False
+        self._acked.set()
+        rebuilt = self._recover_now() if was_leading else True
+        self.ledger.replaying = True
+        return rebuilt
+
+    def apply_copied(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
+    ) -> None:
+        """A follower's write: records and idempotency records another replica wrote, durable
+        here, then in memory. Raises StorageError, and changes nothing, if the LSNs do not
+        follow this log."""
+        assert self.store is not None
+        if records:
+            self.store.append(records, ())
+        if idempotency:
+            self.store.put_idempotency(idempotency)
+        if records:
+            replay_page(self.ledger, [(r.lsn, r.at_ms, r.events) for r in records])
+            self.last_lsn = records[-1].lsn
+            self._log_time_ms = max(self._log_time_ms, records[-1].at_ms)
+            self.snapshots.records_since += len(records)
+
+    def rebuild(self) -> bool:
+        """Rebuild memory from disk (after the disk was filled from another replica)."""
+        rebuilt = self._recover_now()
+        if self.shipper is None:
+            self.ledger.replaying = True
+        return rebuilt
 
     async def run_command(self, command: Command) -> Outcome:
         outcomes = await self.submit([Submission(command)])
@@ -400,7 +552,19 @@ class ShardCore:
 
     # -- reads -----------------------------------------------------------------------------
 
+    def require_store(self) -> None:
+        """Raise unless the file is open (a follower serves other replicas from it)."""
+        if self.store is None:
+            raise ShardUnavailable(self.shard_id, "shard is recovering")
+
+    @property
+    def log_time_ms(self) -> int:
+        """The time of the newest record in the log (or the snapshot's, if none since)."""
+        return self._log_time_ms
+
     def require_available(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
         if not self.available:
             raise ShardUnavailable(self.shard_id, "shard is recovering")
 

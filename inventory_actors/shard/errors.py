@@ -35,6 +35,20 @@ class ShardUnavailable(ServiceError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class NotPrimary(ShardUnavailable):
+    """This replica of the shard does not take commands now: another one is the primary of
+    `epoch` (or will be). Refused before the ledger saw it: sending it to the primary is safe."""
+
+    def __init__(self, shard_id: int, epoch: int, primary: str) -> None:
+        ServiceError.__init__(self, shard_id, epoch, primary)
+        self.shard_id, self.epoch, self.primary = shard_id, epoch, primary
+        self.detail = f"shard {shard_id}: not the primary of epoch {epoch} (try {primary!r})"
+        self.retry_after_seconds = 0.2
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 class StorageFailure(ServiceError):
     """Writing the batch failed; the shard rebuilt its state from disk.
 

@@ -1,4 +1,4 @@
-"""Faults a test can inject into a running shard, and three switches that break it on purpose.
+"""Faults a test can inject into a running shard, and four switches that break it on purpose.
 
 Only a shard whose config has `allow_fault_injection` accepts them (`ShardActor.inject_fault`);
 production shards refuse. The broken builds test the chaos checker, which proves nothing unless
@@ -31,6 +31,10 @@ class Fault(StrEnum):
     # (422), instead of answering the stored result: a client's retry, or a cart's retried
     # step, is refused.
     REFUSE_RETRIES = "refuse-retries"
+    # No fencing by epochs: a follower takes batches of any epoch, as if no new primary had
+    # sealed it, and a primary does not look in etcd for a newer epoch. A frozen old primary,
+    # resumed, can then get a batch acknowledged (docs/replication.md, The seal).
+    SKIP_SEAL = "skip-seal"
 
 
 @dataclass
@@ -44,6 +48,7 @@ class FaultHooks:
     skip_idempotency: bool = False
     ack_before_commit_seconds: float = 0.0
     refuse_retries: bool = False
+    skip_seal: bool = False
     # Called after a batch's log commit (and before its replies) when `crash_after_commit` is
     # set; the actor makes it kill its own process.
     crash: Callable[[], None] = field(default=lambda: None)

@@ -84,12 +84,8 @@ class Timers:
     async def housekeep(self) -> None:
         """Forget idempotency records and finished holds older than their retention."""
         shard, config = self._shard, self._shard.config
-        store = shard.store
-        assert store is not None
         now_ms = shard.clock_ms()
-        idem_before_ms = now_ms - int(config.idempotency_retention_seconds * 1000)
-        store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
-        self._prune_log(store, now_ms)
+        self.prune_storage()
         retention_cutoff_ms = now_ms - int(config.hold_retention_seconds * 1000)
         while (
             await self._prune(retention_cutoff_ms, PRUNE_PER_COMMAND_MAX) == PRUNE_PER_COMMAND_MAX
@@ -101,6 +97,17 @@ class Timers:
             excess = min(len(finished) - config.finished_holds_max, PRUNE_PER_COMMAND_MAX)
             if await self._prune(finished[excess - 1][0] + 1, excess) == 0:
                 break
+
+    def prune_storage(self) -> None:
+        """Forget idempotency and log records past their retention: what a follower does of
+        housekeeping (holds are forgotten by the primary's commands, shipped to it)."""
+        shard = self._shard
+        store = shard.store
+        assert store is not None
+        now_ms = shard.clock_ms()
+        idem_before_ms = now_ms - int(shard.config.idempotency_retention_seconds * 1000)
+        store.prune_idempotency(idem_before_ms, PRUNE_PER_COMMAND_MAX)
+        self._prune_log(store, now_ms)
 
     def _prune_log(self, store: ShardStore, now_ms: int) -> None:
         """Forget log records older than the event retention, but never one that recovery

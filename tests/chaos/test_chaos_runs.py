@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chaos.faults import KINDS
+from chaos.faults import HOST_FREEZE, HOST_KILL_WIPE, KINDS, PRIMARY_KILL, REPLICATION_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_SECONDS = 900
@@ -76,6 +76,39 @@ def test_a_short_run_with_every_fault_kind_finds_no_violation(tmp_path: Path) ->
     checked = report["checked"]
     assert checked["replays"] > 0 and checked["reused keys"] > 0, checked
     assert checked["reservation statuses"] > 0 and checked["refusals"] > 0, checked
+
+
+# Replicated: from a fault to the first acknowledged write on a shard whose primary it hit
+# (docs/chaos.md, Replicated mode), and from a host fault to every replica set whole again.
+FAILOVER_P99_SECONDS_MAX = {HOST_FREEZE: 3.0, HOST_KILL_WIPE: 2.0, PRIMARY_KILL: 2.0}
+BACK_TO_FULL_SECONDS_MAX = 60.0
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS)
+def test_a_short_replicated_run_fails_over_and_finds_no_violation(tmp_path: Path) -> None:
+    code, report, output = chaos_run(
+        tmp_path, "--replicated", "--seconds", "90", "--seed", "5", "--fault-gap", "2", "4"
+    )
+    assert report["violations_by_check"] == {}, report["violation_details"]
+    assert code == 0, output
+    injected = dict(report["faults_by_kind"])
+    assert all(injected.get(kind, 0) >= 2 for kind in REPLICATION_KINDS), injected
+    replication = report["replication"]
+    for kind, bound in FAILOVER_P99_SECONDS_MAX.items():
+        found = replication["by_kind"][kind]
+        # The first fault of each kind hits a primary: every kind has failover samples.
+        assert found["failover_samples"] and found["failover_unmeasured"] == 0, (kind, found)
+        assert found["failover_seconds"]["p99"] <= bound, (kind, found)
+    # Shards with no replica where a fault struck never noticed it.
+    assert replication["untouched_failed_writes"] == 0, replication
+    for kind in (HOST_KILL_WIPE, HOST_FREEZE):
+        found = replication["by_kind"][kind]
+        assert found["not_back_to_full"] == 0, (kind, found)
+        assert found["back_to_full_seconds_max"] <= BACK_TO_FULL_SECONDS_MAX, (kind, found)
+    # A frozen primary, once resumed, acknowledged nothing; each replica's file is intact.
+    assert replication["zombie_acknowledged"] == 0, replication
+    assert report["checked"]["shard files"] == 12, report["checked"]
+    assert report["operations"] >= 500, report
 
 
 BROKEN = [

@@ -1,10 +1,12 @@
 """One contract, two backends: the SQLite file and the in-memory store behave the same."""
 
 import sqlite3
+import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from persistence import (
     IdempotencyRecord,
@@ -15,7 +17,8 @@ from persistence import (
     SqliteShardStore,
     StorageError,
 )
-from persistence.schema import SCHEMA_VERSION
+from persistence.port import epoch_at
+from persistence.schema import MIGRATIONS, SCHEMA_VERSION
 
 
 def record(lsn: int, at_ms: int | None = None) -> LogRecord:
@@ -283,6 +286,215 @@ class TestShardStoreContract:
         assert list(again.read_snapshot_chunks(snapshot_id)) == [("skus", "[[1]]")]
 
 
+class TestReplicaStoreContract:
+    def test_the_disk_id_is_a_uuid_kept_while_the_storage_lives(self, backend: Backend) -> None:
+        store = backend()
+        disk_id = store.disk_id()
+        assert len(disk_id) == 32 and set(disk_id) <= set(string.hexdigits.lower())
+        assert store.disk_id() == disk_id
+        store.close()
+        assert backend().disk_id() == disk_id
+
+    def test_a_new_store_has_promised_no_epoch_and_has_none(self, store: ShardStore) -> None:
+        assert store.promised_epoch() == 0
+        assert store.epochs() == []
+
+    def test_the_promised_epoch_never_goes_down(self, store: ShardStore) -> None:
+        store.promise_epoch(5)
+        assert store.promised_epoch() == 5
+        store.promise_epoch(3)
+        assert store.promised_epoch() == 5
+        store.promise_epoch(5)
+        assert store.promised_epoch() == 5
+        store.promise_epoch(7)
+        assert store.promised_epoch() == 7
+
+    def test_the_promised_epoch_survives_a_reopen(self, backend: Backend) -> None:
+        store = backend()
+        store.promise_epoch(4)
+        store.close()
+        again = backend()
+        assert again.promised_epoch() == 4
+        again.promise_epoch(2)
+        assert again.promised_epoch() == 4
+
+    def test_epochs_are_sorted_by_start_and_keep_their_first_start(self, backend: Backend) -> None:
+        store = backend()
+        store.add_epoch(3, 10)
+        store.add_epoch(1, 1)
+        store.add_epoch(2, 10)
+        store.add_epoch(2, 99)
+        store.add_epoch(4, 0)
+        assert store.epochs() == [(4, 0), (1, 1), (2, 10), (3, 10)]
+        store.close()
+        assert backend().epochs() == [(4, 0), (1, 1), (2, 10), (3, 10)]
+
+    def test_putting_idempotency_records_inserts_or_replaces_by_key(
+        self, store: ShardStore
+    ) -> None:
+        store.append([record(1)], [idem("k1", 1)])
+        replaced = IdempotencyRecord("k1", "fp-other", None, '["other"]', 9000)
+        store.put_idempotency([replaced, idem("k2", 2)])
+        store.put_idempotency([])
+        assert store.find_idempotency(["k1", "k2"]) == {"k1": replaced, "k2": idem("k2", 2)}
+        assert store.read_log(0, 10) == [record(1)]
+
+    def test_idempotency_records_are_read_since_a_time_page_by_page_by_key(
+        self, store: ShardStore
+    ) -> None:
+        store.put_idempotency([idem(f"k{i}", at_ms=100 * i) for i in range(10)])
+        assert store.read_idempotency_since(300, "", 3) == [
+            idem("k3", at_ms=300),
+            idem("k4", at_ms=400),
+            idem("k5", at_ms=500),
+        ]
+        assert store.read_idempotency_since(300, "k5", 3) == [
+            idem("k6", at_ms=600),
+            idem("k7", at_ms=700),
+            idem("k8", at_ms=800),
+        ]
+        assert store.read_idempotency_since(300, "k8", 3) == [idem("k9", at_ms=900)]
+        assert store.read_idempotency_since(300, "k9", 3) == []
+        assert store.read_idempotency_since(1000, "", 3) == []
+        assert store.read_idempotency_since(0, "", 0) == []
+
+    def test_reading_idempotency_since_a_time_orders_by_key_not_time(
+        self, store: ShardStore
+    ) -> None:
+        store.put_idempotency([idem("a", at_ms=900), idem("b", at_ms=100), idem("c", at_ms=500)])
+        assert [r.key for r in store.read_idempotency_since(500, "", 10)] == ["a", "c"]
+        assert [r.key for r in store.read_idempotency_since(0, "a", 10)] == ["b", "c"]
+
+    def test_copied_log_records_are_appended_without_idempotency_records(
+        self, store: ShardStore
+    ) -> None:
+        store.append([record(1)], [idem("k1", 1)])
+        store.append_copied([record(2), record(3)])
+        store.append_copied([])
+        assert store.read_log(0, 10) == [record(1), record(2), record(3)]
+        assert store.last_lsn() == 3
+        assert store.find_idempotency(["k1", "k2"]) == {"k1": idem("k1", 1)}
+
+    @pytest.mark.parametrize("lsns", [[3, 4], [4, 4], [5, 4]])
+    def test_a_copied_batch_whose_lsns_do_not_follow_writes_nothing(
+        self, store: ShardStore, lsns: list[int]
+    ) -> None:
+        store.append_copied([record(1), record(2), record(3)])
+        before = _everything(store)
+        with pytest.raises(StorageError):
+            store.append_copied([record(lsn) for lsn in lsns])
+        assert _everything(store) == before
+
+    def test_an_injected_failure_of_a_copied_batch_writes_nothing(self, store: ShardStore) -> None:
+        store.failing_appends = 1  # type: ignore[attr-defined]
+        with pytest.raises(StorageError):
+            store.append_copied([record(1)])
+        assert store.read_log(0, 10) == []
+        store.append_copied([record(1)])
+        assert store.last_lsn() == 1
+
+    def test_an_installed_snapshot_is_the_latest_and_the_log_follows_it(
+        self, backend: Backend
+    ) -> None:
+        store = backend()
+        chunks = [("skus" if i % 2 else "holds", f"[{i}]") for i in range(40)]
+        store.install_snapshot(50, 7000, chunks)
+        snapshot = store.latest_snapshot()
+        assert snapshot is not None and (snapshot.start_lsn, snapshot.at_ms) == (50, 7000)
+        assert list(store.read_snapshot_chunks(snapshot.snapshot_id)) == chunks
+        assert store.last_lsn() == 50 and store.first_lsn() == 51
+        store.append_copied([record(51)])
+        assert store.last_lsn() == 51
+        store.close()
+        again = backend()
+        assert again.latest_snapshot() == snapshot
+        assert list(again.read_snapshot_chunks(snapshot.snapshot_id)) == chunks
+
+    def test_an_empty_snapshot_can_be_installed(self, store: ShardStore) -> None:
+        store.install_snapshot(7, 1, [])
+        snapshot = store.latest_snapshot()
+        assert snapshot is not None and snapshot.start_lsn == 7
+        assert list(store.read_snapshot_chunks(snapshot.snapshot_id)) == []
+        assert store.last_lsn() == 7
+
+    def test_installing_a_snapshot_over_a_log_fails_and_changes_nothing(
+        self, store: ShardStore
+    ) -> None:
+        store.append([record(1)], [idem("k1", 1)])
+        before = _everything(store)
+        with pytest.raises(StorageError):
+            store.install_snapshot(10, 1, [("skus", "[1]")])
+        assert _everything(store) == before
+        assert store.latest_snapshot() is None
+
+    def test_an_installed_snapshot_replaces_the_earlier_ones(self, store: ShardStore) -> None:
+        old = store.begin_snapshot(3, 1)
+        store.add_snapshot_chunk(old, "skus", "[old]")
+        store.finish_snapshot(old, keep=1)
+        store.install_snapshot(9, 2, [("skus", "[new]")])
+        snapshot = store.latest_snapshot()
+        assert snapshot is not None and snapshot.snapshot_id != old
+        assert (snapshot.start_lsn, snapshot.at_ms) == (9, 2)
+        assert list(store.read_snapshot_chunks(snapshot.snapshot_id)) == [("skus", "[new]")]
+        assert _chunks_or_nothing(store, old) == []
+
+    def test_wiping_forgets_the_data_and_keeps_the_disk_id_and_promise(
+        self, backend: Backend
+    ) -> None:
+        store = backend()
+        disk_id = store.disk_id()
+        store.append([record(1), record(2)], [idem("k1", 1)])
+        snapshot_id = store.begin_snapshot(2, 1)
+        store.add_snapshot_chunk(snapshot_id, "skus", "[1]")
+        store.finish_snapshot(snapshot_id, keep=1)
+        store.add_epoch(1, 1)
+        store.promise_epoch(3)
+        store.wipe()
+        store.close()
+        again = backend()
+        assert again.read_log(0, 10) == [] and again.last_lsn() == 0
+        assert again.find_idempotency(["k1"]) == {}
+        assert again.read_idempotency_since(0, "", 10) == []
+        assert again.latest_snapshot() is None
+        assert _chunks_or_nothing(again, snapshot_id) == []
+        assert again.epochs() == []
+        assert again.promised_epoch() == 3
+        assert again.disk_id() == disk_id
+
+    def test_a_wiped_store_takes_a_copy_of_another_replica(self, store: ShardStore) -> None:
+        store.append([record(1), record(2)], [idem("k1", 1)])
+        store.wipe()
+        store.install_snapshot(20, 5, [("skus", "[20]")])
+        store.append_copied([record(21)])
+        store.put_idempotency([idem("k2", 21)])
+        store.add_epoch(2, 21)
+        assert store.read_log(0, 10) == [record(21)]
+        assert store.find_idempotency(["k1", "k2"]) == {"k2": idem("k2", 21)}
+        assert store.epochs() == [(2, 21)]
+
+
+@pytest.mark.parametrize(
+    ("entries", "lsn", "epoch"),
+    [
+        ([], 5, 0),
+        ([(1, 1), (2, 10)], 0, 0),
+        ([(1, 1), (2, 10)], -3, 0),
+        ([(1, 1), (2, 10)], 1, 1),
+        ([(1, 1), (2, 10)], 9, 1),
+        ([(1, 1), (2, 10)], 10, 2),
+        ([(1, 1), (2, 10)], 1000, 2),
+        ([(2, 5)], 4, 0),
+        ([(3, 10), (2, 10), (1, 1)], 10, 3),
+        ([(2, 10), (3, 10), (1, 1)], 12, 3),
+        ([(5, 0), (6, 3)], 2, 5),
+    ],
+)
+def test_the_epoch_at_an_lsn_is_that_of_the_latest_start_at_or_before_it(
+    entries: list[tuple[int, int]], lsn: int, epoch: int
+) -> None:
+    assert epoch_at(entries, lsn) == epoch
+
+
 def _chunks_or_nothing(store: ShardStore, snapshot_id: int) -> list[tuple[str, str]]:
     """The chunks of a snapshot; none for a snapshot the store dropped."""
     try:
@@ -311,7 +523,14 @@ def test_the_sqlite_file_holds_the_schema_version(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert {"log", "idempotency", "snapshots", "snapshot_chunks"} <= tables
+    assert {
+        "log",
+        "idempotency",
+        "snapshots",
+        "snapshot_chunks",
+        "replica_meta",
+        "epochs",
+    } <= tables
 
 
 def test_reopening_a_sqlite_file_migrates_nothing_and_keeps_the_log(tmp_path: Path) -> None:
@@ -354,3 +573,47 @@ def test_a_record_sqlite_cannot_encode_is_a_storage_error(tmp_path: Path) -> Non
         assert store.read_log(0, 10) == []
     finally:
         store.close()
+
+
+def test_a_new_sqlite_file_gets_a_new_disk_id(tmp_path: Path) -> None:
+    path = tmp_path / "shard.sqlite3"
+    first = SqliteShardStore(path)
+    disk_id = first.disk_id()
+    first.close()
+    other = SqliteShardStore(tmp_path / "other.sqlite3")
+    assert other.disk_id() != disk_id
+    other.close()
+    for leftover in tmp_path.glob("shard.sqlite3*"):
+        leftover.unlink()
+    again = SqliteShardStore(path)
+    assert again.disk_id() != disk_id
+    again.close()
+
+
+def test_a_sqlite_file_of_schema_1_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "shard.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[0](sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO log VALUES (1, 1001, '[\"cmd\",1]', '[]')")
+    conn.execute("INSERT INTO idempotency VALUES ('k1', 'fp-k1', 1, '[\"result\",\"k1\"]', 5000)")
+    conn.close()
+    store = SqliteShardStore(path)
+    try:
+        assert store.read_log(0, 10) == [record(1)]
+        assert store.find_idempotency(["k1"]) == {"k1": idem("k1", 1)}
+        assert store.promised_epoch() == 0 and store.epochs() == []
+        store.promise_epoch(2)
+        store.add_epoch(2, 2)
+        disk_id = store.disk_id()
+        assert len(disk_id) == 32
+        version = store._conn.execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION == 2
+    finally:
+        store.close()
+    again = SqliteShardStore(path)
+    try:
+        assert again.disk_id() == disk_id
+        assert again.promised_epoch() == 2 and again.epochs() == [(2, 2)]
+    finally:
+        again.close()
