@@ -2,6 +2,7 @@
 show shard status, take snapshots, manage API keys."""
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -202,8 +203,65 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    _print_status(_connect(args.data_dir, None))
+    from inventory_actors.cluster.replica_sets import PrimaryHandles
+    from inventory_actors.cluster.replica_status import replica_status
+
+    client = _connect(args.data_dir, None)
+    replicated = isinstance(client.shards, PrimaryHandles)
+    if args.json:
+        if isinstance(client.shards, PrimaryHandles):
+            shards: list[Any] = replica_status(client.shards)
+        else:
+            shards = [_status_fields(status) for status in client.status()]
+        print(json.dumps({"replicated": replicated, "shards": shards}, indent=2))
+        return 0
+    _print_status(client)
+    if isinstance(client.shards, PrimaryHandles):
+        _print_replicas(replica_status(client.shards))
     _print_webhooks()
+    return 0
+
+
+def _status_fields(status: Any) -> dict[str, Any]:
+    from inventory_actors.shard.errors import ShardUnavailable
+
+    if isinstance(status, ShardUnavailable):
+        return {"shard": status.shard_id, "state": "unavailable", "detail": status.detail}
+    fields: dict[str, Any] = status._asdict()
+    return fields
+
+
+def _print_replicas(shards: list[dict[str, Any]]) -> None:
+    print(
+        f"{'shard':>5} {'epoch':>6} {'replica':<24} {'host':<8} {'role':<11} {'lsn':>10} "
+        f"{'lag':>6} {'votes':<5} {'pid':>7}  file"
+    )
+    for shard in shards:
+        for replica in shard["replicas"]:
+            print(
+                f"{shard['shard']:>5} {shard.get('epoch', ''):>6} {replica['name']:<24} "
+                f"{replica['host']:<8} {replica['role']:<11} {replica.get('lsn', ''):>10} "
+                f"{replica.get('lag', ''):>6} {str(replica['votes']).lower():<5} "
+                f"{replica.get('pid', ''):>7}  {replica.get('file', '')}"
+            )
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    """A planned switchover of one replicated shard to another replica."""
+    import ray
+
+    from inventory_actors.cluster.replica_sets import PrimaryHandles
+
+    client = _connect(args.data_dir, None)
+    if not isinstance(client.shards, PrimaryHandles):
+        print("this data directory's shards are not replicated", file=sys.stderr)
+        return 2
+    if not 0 <= args.shard < len(client.shards):
+        print(f"no shard {args.shard}: there are {len(client.shards)}", file=sys.stderr)
+        return 2
+    primary = client.shards[args.shard]
+    new_primary = ray.get(primary.hand_over.remote(args.to), timeout=60)
+    print(f"shard {args.shard}: the primary is now {new_primary}")
     return 0
 
 
@@ -249,12 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop the HTTP app and the local Ray cluster")
     down.set_defaults(handler=cmd_down)
     for name, handler, text in (
-        ("status", cmd_status, "show each shard's state"),
+        ("status", cmd_status, "show each shard's state (and each replica's)"),
         ("snapshot", cmd_snapshot, "take a snapshot of every shard now"),
+        ("failover", cmd_failover, "hand a replicated shard to another replica, planned"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
         sub.set_defaults(handler=handler)
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        if name == "failover":
+            sub.add_argument("--shard", type=int, required=True)
+            sub.add_argument(
+                "--to",
+                default=None,
+                help="the replica to hand it to (default: the follower with the longest log)",
+            )
     add_keys_parser(commands)
     add_restock_parser(commands, DEFAULT_DATA_DIR)
     add_export_parsers(commands, DEFAULT_DATA_DIR)

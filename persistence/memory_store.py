@@ -132,14 +132,17 @@ class MemoryShardStore(ShardStore):
         keys = sorted(k for k, r in self.idempotency.items() if k > after_key and r.at_ms >= at_ms)
         return [self.idempotency[k] for k in keys[: max(limit, 0)]]
 
-    def append_copied(self, records: Sequence[LogRecord]) -> None:
-        if not records:
+    def append_copied(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord] = ()
+    ) -> None:
+        if not records and not idempotency:
             return
         if self.failing_appends > 0:
             self.failing_appends -= 1
             raise StorageError("append_copied failed: disk I/O error (injected)")
         self._check_lsns_follow(records, "append_copied")
         self.log.extend(records)
+        self.idempotency.update((r.key, r) for r in idempotency)
 
     def install_snapshot(
         self, start_lsn: int, at_ms: int, chunks: Sequence[tuple[str, str]]

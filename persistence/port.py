@@ -100,9 +100,12 @@ class ShardStore(ABC):
         in key order: a page of the records a follower copies."""
 
     @abstractmethod
-    def append_copied(self, records: Sequence[LogRecord]) -> None:
-        """Append log records copied from another replica in one durable transaction, or raise
-        StorageError and write none; each LSN must follow the last one."""
+    def append_copied(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord] = ()
+    ) -> None:
+        """Append log records copied from another replica, and insert or replace idempotency
+        records, in one durable transaction, or raise StorageError and write none; each LSN
+        must follow the last one."""
 
     @abstractmethod
     def install_snapshot(

@@ -89,12 +89,17 @@ class SqliteReplication:
         )
         return [IdempotencyRecord(*row) for row in rows]
 
-    def append_copied(self, records: Sequence[LogRecord]) -> None:
-        if not records:
+    def append_copied(
+        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord] = ()
+    ) -> None:
+        if not records and not idempotency:
             return
         with self._transaction("append_copied") as conn:
             check_lsns_follow(conn, records)
             conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", records)
+            conn.executemany(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)", idempotency
+            )
             if self.failing_appends > 0:
                 self.failing_appends -= 1
                 raise sqlite3.OperationalError("disk I/O error (injected)")

@@ -238,7 +238,10 @@ class KeyStore:
         return record is not None
 
     def authenticate(self, presented: str) -> KeyRecord | None:
-        """The active key `presented` names, else None (unknown, malformed or revoked)."""
+        """The active key `presented` names, else None (unknown, malformed or revoked). A key
+        unknown here is looked for again in the file if another process changed it, so a key
+        works the moment `inventory keys create` returns; a revocation is seen within
+        `RELOAD_INTERVAL_SECONDS`."""
         now_s = self._monotonic_clock()
         if now_s - self._checked_at_s >= RELOAD_INTERVAL_SECONDS:
             self.reload_if_changed()
@@ -246,6 +249,12 @@ class KeyStore:
             return None
         if not presented.isascii():
             return None
+        found = self._find(presented)
+        if found is None and self.reload_if_changed():
+            found = self._find(presented)
+        return found
+
+    def _find(self, presented: str) -> KeyRecord | None:
         records = self._records
         split = _split_key(presented)
         record: KeyRecord | None

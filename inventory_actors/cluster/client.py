@@ -3,7 +3,7 @@ commands to the shards that own them. The HTTP app, restock jobs, benchmarks and
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from inventory_actors.cluster.coordinator import (
     place_reservation,
     spans_shards,
 )
+from inventory_actors.cluster.primary_calls import call_primary, read_primary
 from inventory_actors.cluster.replica_sets import (
     PrimaryHandles,
     load_replication,
@@ -43,7 +44,7 @@ from inventory_actors.domain import (
 )
 from inventory_actors.domain.thresholds import Alert
 from inventory_actors.shard.config import ShardConfig
-from inventory_actors.shard.errors import NotPrimary, ShardUnavailable
+from inventory_actors.shard.errors import ShardUnavailable
 from inventory_actors.shard.partitioning import (
     PartitionMap,
     load_or_create,
@@ -205,29 +206,17 @@ class InventoryClient:
         """One call to one shard, awaited. The caller has validated and routed every command
         (see `shard_of`); the HTTP app uses this to send coalesced requests, with the id of
         each one's request for the shard's logs."""
-        shards = self.shards
-        if not isinstance(shards, PrimaryHandles):
-            ref = shards[shard_id].execute.remote(encode_submissions(submissions), request_ids)
-            return await await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
-        payload = encode_submissions(submissions)
-        for attempt in range(2):
-            epoch = shards.directory.epoch(shard_id)
-            try:
-                handle = shards[shard_id]
-            except ShardUnavailable as error:
-                return [Outcome(error)] * len(submissions)
-            outcomes = await await_outcomes(
+        shards, payload = self.shards, encode_submissions(submissions)
+        if isinstance(shards, PrimaryHandles):
+            return await call_primary(
+                shards,
                 shard_id,
                 len(submissions),
-                handle.execute.remote(payload, request_ids),
+                lambda handle: handle.execute.remote(payload, request_ids),
                 self.call_timeout_seconds,
-                lambda epoch=epoch: shards.directory.epoch(shard_id) != epoch,  # type: ignore[misc]
             )
-            # Refused before anything ran: the primary changed; send them to the new one once.
-            if attempt or not all(isinstance(o.value, NotPrimary) for o in outcomes):
-                return outcomes
-            shards.directory.refresh()
-        return outcomes
+        ref = shards[shard_id].execute.remote(payload, request_ids)
+        return await await_outcomes(shard_id, len(submissions), ref, self.call_timeout_seconds)
 
     def execute(self, submissions: Sequence[Submission], validate: bool = True) -> list[Outcome]:
         return self.submit(submissions, validate).wait()
@@ -351,11 +340,7 @@ class InventoryClient:
             groups.setdefault(self.partition.owner(sku=sku), []).append(index)
         answers = await asyncio.gather(
             *(
-                await_read(
-                    shard_id,
-                    self.shards[shard_id].get_skus.remote([skus[i] for i in indices]),
-                    self.call_timeout_seconds,
-                )
+                self._read_async(shard_id, _get_skus([skus[i] for i in indices]))
                 for shard_id, indices in groups.items()
             )
         )
@@ -367,8 +352,8 @@ class InventoryClient:
 
     async def get_hold_async(self, hold_id: str) -> HoldView | None:
         shard_id = self.partition.owner(hold=hold_id)
-        ref = self.shards[shard_id].get_hold.remote(hold_id)
-        view: HoldView | None = await await_read(shard_id, ref, self.call_timeout_seconds)
+        send = lambda handle: handle.get_hold.remote(hold_id)  # noqa: E731
+        view: HoldView | None = await self._read_async(shard_id, send)
         return view
 
     def get_threshold(self, sku: str, location: str) -> ThresholdView:
@@ -379,8 +364,8 @@ class InventoryClient:
 
     async def get_threshold_async(self, sku: str, location: str) -> ThresholdView:
         shard_id = self.partition.owner(sku=sku)
-        ref = self.shards[shard_id].get_threshold.remote(sku, location)
-        view: ThresholdView = await await_read(shard_id, ref, self.call_timeout_seconds)
+        send = lambda handle: handle.get_threshold.remote(sku, location)  # noqa: E731
+        view: ThresholdView = await self._read_async(shard_id, send)
         return view
 
     def alerts(self) -> list[Alert]:
@@ -431,6 +416,13 @@ class InventoryClient:
                 answers.append(unavailable(shard_id, error))
         return answers
 
+    async def _read_async(self, shard_id: int, send: Callable[[Any], Any]) -> Any:
+        """`send(handle)` to the shard (its primary, if replicated), awaited."""
+        shards = self.shards
+        if isinstance(shards, PrimaryHandles):
+            return await read_primary(shards, shard_id, send, self.call_timeout_seconds)
+        return await await_read(shard_id, send(shards[shard_id]), self.call_timeout_seconds)
+
     def _read(self, shard_id: int, ref: Any) -> Any:
         try:
             return ray.get(ref, timeout=self.call_timeout_seconds)
@@ -446,3 +438,8 @@ class InventoryClient:
             ray.kill(shard, no_restart=True)
         if isinstance(self.shards, PrimaryHandles):
             self.shards.directory.close()
+
+
+def _get_skus(skus: list[str]) -> Callable[[Any], Any]:
+    """A read of `skus` from whichever shard handle it is given."""
+    return lambda handle: handle.get_skus.remote(skus)

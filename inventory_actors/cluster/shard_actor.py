@@ -27,7 +27,7 @@ from inventory_actors.observability import json_logging
 from inventory_actors.replication import copying
 from inventory_actors.replication.agent import ReplicaAgent
 from inventory_actors.replication.config import ReplicationConfig
-from inventory_actors.replication.directory import PrimaryDirectory
+from inventory_actors.replication.directory import PEER_REFRESH_SECONDS, PrimaryDirectory
 from inventory_actors.replication.protocol import (
     ReplicaState,
     SealAnswer,
@@ -38,6 +38,7 @@ from inventory_actors.replication.protocol import (
 from inventory_actors.shard.call_log import log_call
 from inventory_actors.shard.config import ShardConfig
 from inventory_actors.shard.core import ShardCore
+from inventory_actors.shard.errors import ShardUnavailable
 from inventory_actors.shard.fault_hooks import Fault, FaultHooks
 from inventory_actors.shard.feed_pages import Position, ShardEvents, shard_events
 from inventory_actors.shard.partitioning import PartitionMap
@@ -127,7 +128,7 @@ class ShardActor:
             self._core.start()
         else:
             name, replication = replica
-            self._directory = PrimaryDirectory(replication, namespace)
+            self._replication = replication
             self._agent = ReplicaAgent(self._core, name, replication, self._replica_handle)
             self._core.ledger.replaying = True
             self._agent.start()
@@ -148,10 +149,26 @@ class ShardActor:
     async def _call_peer(self, shard_id: int, submissions: Sequence[Submission]) -> list[Outcome]:
         """Another shard of the same data directory, found by name (its actor may have been
         restarted since: the name stays), or its primary's replica for a replicated shard."""
-        if self._directory is not None:
-            handle = self._directory.handle(shard_id)
-        else:
-            handle = self._peer_handles.get(shard_id)
+        if self._agent is not None:
+            if self._directory is None:
+                self._directory = PrimaryDirectory(
+                    self._replication, self._namespace, PEER_REFRESH_SECONDS
+                )
+            directory = self._directory
+            replaced = directory.replaced(shard_id)
+            handle = directory.handle(shard_id)
+            if handle is None:
+                no_primary = ShardUnavailable(shard_id, "the shard has no primary yet")
+                return [Outcome(no_primary)] * len(submissions)
+            ref = handle.execute.remote(encode_submissions(submissions))
+            return await await_outcomes(
+                shard_id,
+                len(submissions),
+                ref,
+                PEER_CALL_TIMEOUT_SECONDS,
+                replaced,
+            )
+        handle = self._peer_handles.get(shard_id)
         if handle is None:
             handle = ray.get_actor(shard_name(shard_id), namespace=self._namespace)
             self._peer_handles[shard_id] = handle
@@ -292,6 +309,11 @@ class ShardActor:
         """Become the primary now if etcd allows (the first primary of a new replica set)."""
         await self._replica().campaign_now()
 
+    async def hand_over(self, target: str | None = None) -> str:
+        """A planned switchover from this primary to `target` (or the most advanced
+        follower), without failing a request; the new primary's name."""
+        return await self._replica().hand_over(target)
+
     async def prevote(self, epoch: int) -> tuple[bool, str]:
         """Would this replica promise `epoch` now? (disk id too); changes nothing."""
         return self._replica().on_prevote(epoch)
@@ -303,6 +325,24 @@ class ShardActor:
         """(role, state, epochs won, whole copies taken from another replica)."""
         agent = self._replica()
         return agent.role.value, agent.state(), agent.failovers, agent.whole_copies
+
+    async def replica_status(self) -> dict[str, Any]:
+        """Where this replica runs and where it stands, for `inventory status`."""
+        agent = self._replica()
+        state = agent.state()
+        return {
+            "name": agent.name,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "role": agent.role.value,
+            "epoch": state.promised_epoch,
+            "lsn": state.last_lsn,
+            "last_epoch": state.last_epoch,
+            "disk_id": state.disk_id,
+            "file": self._path,
+            "epochs_won": agent.failovers,
+            "whole_copies": agent.whole_copies,
+        }
 
     async def replica_digest(self) -> tuple[int, str]:
         """(last LSN, a digest of the stock and holds in memory): replicas at the same LSN

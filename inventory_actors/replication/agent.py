@@ -17,12 +17,11 @@ from typing import Any
 
 from ray.exceptions import RayError
 
-from inventory_actors.replication import copying
+from inventory_actors.replication import copying, election, switchover
 from inventory_actors.replication.config import ReplicationConfig
 from inventory_actors.replication.epoch_store import EpochStore
 from inventory_actors.replication.membership import ReplicaSet
 from inventory_actors.replication.protocol import ReplicaState, SealAnswer, ShipAnswer
-from inventory_actors.replication.quorum import answer_or_none, until_enough
 from inventory_actors.replication.shipper import Shipper
 from inventory_actors.shard.core import ShardCore
 from inventory_actors.shard.errors import NotPrimary
@@ -52,8 +51,8 @@ class ReplicaAgent:
         handle_of: Callable[[str], Any],
     ) -> None:
         self.core, self.name, self.config = core, name, config
-        self._handle_of = handle_of
-        self._epochs = EpochStore(config.etcd_url, config.cluster)
+        self.handle_of = handle_of
+        self.epochs = EpochStore(config.etcd_url, config.cluster)
         self.role = Role.FOLLOWER
         self.replica_set: ReplicaSet | None = None
         self.shipper: Shipper | None = None
@@ -108,7 +107,7 @@ class ReplicaAgent:
         if epoch < store.promised_epoch() and sealed:
             return ShipAnswer(False, self.state())
         if self.role is not Role.FOLLOWER and epoch > self._own_epoch() and sealed:
-            self._step_down(f"epoch {epoch} has primary {primary}")
+            self.step_down(f"epoch {epoch} has primary {primary}")
         if epoch > store.promised_epoch() and sealed:
             store.promise_epoch(epoch)
         if self.role is not Role.FOLLOWER:
@@ -144,7 +143,7 @@ class ReplicaAgent:
             # The primary's read lease rests on this: no promise while it is heard.
             return SealAnswer(False, self.state())
         if self.role is Role.PRIMARY and epoch > self._own_epoch():
-            self._step_down(f"{candidate} seals epoch {epoch}")
+            self.step_down(f"{candidate} seals epoch {epoch}")
         store.promise_epoch(epoch)
         if candidate != self.name:
             self.last_heard = time.monotonic()
@@ -161,7 +160,7 @@ class ReplicaAgent:
 
     async def _copy(self, source: str) -> None:
         try:
-            self.whole_copies += await copying.copy_from(self.core, self._handle_of(source))
+            self.whole_copies += await copying.copy_from(self.core, self.handle_of(source))
         except (RayError, StorageError, RuntimeError, ValueError) as error:
             log.warning("shard %d: copy from %s failed: %r", self.core.shard_id, source, error)
 
@@ -208,7 +207,7 @@ class ReplicaAgent:
 
     async def campaign_now(self) -> None:
         """Take the first epoch, when named its primary, without waiting for silence."""
-        found = await asyncio.to_thread(self._epochs.read, self.core.shard_id)
+        found = await asyncio.to_thread(self.epochs.read, self.core.shard_id)
         if found is None or self.role is not Role.FOLLOWER:
             return
         replica_set = found[0]
@@ -218,17 +217,17 @@ class ReplicaAgent:
     async def _on_start(self) -> None:
         """A replica named primary in etcd when it starts was restarted (or is the first
         primary of a new set): it takes the next epoch at once instead of waiting."""
-        found = await asyncio.to_thread(self._epochs.read, self.core.shard_id)
+        found = await asyncio.to_thread(self.epochs.read, self.core.shard_id)
         if found is not None and found[0].primary == self.name:
             await self._campaign()
 
     async def _check_epoch(self) -> None:
-        found = await asyncio.to_thread(self._epochs.read, self.core.shard_id)
+        found = await asyncio.to_thread(self.epochs.read, self.core.shard_id)
         if found is None or self.shipper is None:
             return
         replica_set, _ = found
         if replica_set.epoch > self.shipper.epoch and not self.core.faults.skip_seal:
-            self._step_down(f"etcd names {replica_set.primary} for epoch {replica_set.epoch}")
+            self.step_down(f"etcd names {replica_set.primary} for epoch {replica_set.epoch}")
         else:
             self.shipper.replica_set = replica_set
 
@@ -242,7 +241,7 @@ class ReplicaAgent:
             self._campaigning = False
 
     async def _try_epoch(self) -> None:
-        found = await asyncio.to_thread(self._epochs.read, self.core.shard_id)
+        found = await asyncio.to_thread(self.epochs.read, self.core.shard_id)
         if found is None:
             self.last_heard = time.monotonic()
             return
@@ -262,12 +261,13 @@ class ReplicaAgent:
             chosen = replica_set
         else:
             chosen = replica_set.next_epoch(self.name)
-            if not await self._prevoted(chosen):
+            timeout = self.config.seal_timeout_seconds
+            if not await election.prevoted(chosen, self.name, self.handle_of, timeout):
                 # Most voters still hear a primary (this replica alone is cut off from it):
                 # taking an epoch would only disturb a working shard.
                 self.last_heard = time.monotonic()
                 return
-            taken = await asyncio.to_thread(self._epochs.swap, self.core.shard_id, text, chosen)
+            taken = await asyncio.to_thread(self.epochs.swap, self.core.shard_id, text, chosen)
             if not taken:
                 self.last_heard = time.monotonic()
                 return
@@ -280,33 +280,16 @@ class ReplicaAgent:
         willing = self.role is Role.FOLLOWER and silent and epoch > state.promised_epoch
         return willing, state.disk_id
 
-    async def _prevoted(self, replica_set: ReplicaSet) -> bool:
-        """A majority of voters, this one included, hear no primary: worth a new epoch."""
-        yes = 1
-        others = [m.name for m in replica_set.members if m.name != self.name]
-        waiting: dict[asyncio.Future[Any], str] = {
-            asyncio.ensure_future(
-                answer_or_none(self._handle_of(name).prevote.remote(replica_set.epoch))
-            ): name
-            for name in others
-        }
-
-        def enough(name: str, answer: tuple[bool, str] | None) -> bool:
-            nonlocal yes
-            if answer is not None and answer[0] and replica_set.votes(name, answer[1]):
-                yes += 1
-            return yes >= replica_set.quorum()
-
-        await until_enough(waiting, self.config.seal_timeout_seconds, enough)
-        return yes >= replica_set.quorum()
-
     # -- becoming primary ------------------------------------------------------------------
 
     async def _promote(self, replica_set: ReplicaSet) -> None:
         self.role = Role.CANDIDATE
         started = time.monotonic()
         try:
-            sealed = await self._seal(replica_set)
+            own = self.on_seal(replica_set.epoch, self.name)
+            sealed = await election.sealed(
+                replica_set, self.name, own, self.handle_of, self.config.seal_timeout_seconds
+            )
             if sealed is None:
                 log.warning(
                     "shard %d: no majority sealed epoch %d", self.core.shard_id, replica_set.epoch
@@ -316,7 +299,7 @@ class ReplicaAgent:
             best_name, best = sealed
             mine = self.state()
             if (best.last_epoch, best.last_lsn) > (mine.last_epoch, mine.last_lsn):
-                self.whole_copies += await copying.copy_from(self.core, self._handle_of(best_name))
+                self.whole_copies += await copying.copy_from(self.core, self.handle_of(best_name))
         except (RayError, StorageError, RuntimeError, ValueError) as error:
             log.warning("shard %d: promotion failed: %r", self.core.shard_id, error)
             self._become_follower()
@@ -330,7 +313,7 @@ class ReplicaAgent:
             replica_set,
             (last_lsn, epoch_at(store.epochs(), last_lsn)),
             self.config,
-            self._handle_of,
+            self.handle_of,
             self._lost,
             self._caught_up,
         )
@@ -348,52 +331,12 @@ class ReplicaAgent:
             time.monotonic() - started,
         )
 
-    async def _seal(self, replica_set: ReplicaSet) -> tuple[str, ReplicaState] | None:
-        """Ask every member to promise the epoch; the best log among a majority of voters that
-        did, or None if no majority did in time."""
-        epoch = replica_set.epoch
-        own = self.on_seal(epoch, self.name)
-        answers: dict[str, ReplicaState] = {}
-        if own.ok and replica_set.votes(self.name, own.state.disk_id):
-            answers[self.name] = own.state
-        others = [m.name for m in replica_set.members if m.name != self.name]
-        waiting: dict[asyncio.Future[Any], str] = {
-            asyncio.ensure_future(
-                answer_or_none(self._handle_of(name).seal.remote(epoch, self.name))
-            ): name
-            for name in others
-        }
-        newer = False
-
-        def enough(name: str, answer: SealAnswer | None) -> bool:
-            nonlocal newer
-            if answer is None:
-                return False
-            if not answer.ok and answer.state.promised_epoch > epoch:
-                newer = True  # another candidate took a newer epoch
-                return True
-            if not answer.ok:
-                # It still hears the old primary (for at most `seal_quiet_seconds`).
-                retry = _seal_later(self._handle_of(name), epoch, self.name)
-                waiting[asyncio.ensure_future(retry)] = name
-            elif replica_set.votes(name, answer.state.disk_id):
-                answers[name] = answer.state
-            # Any majority will do: every acknowledged batch is on at least one of its members.
-            return len(answers) >= replica_set.quorum()
-
-        await until_enough(waiting, self.config.seal_timeout_seconds, enough)
-        if newer:
-            return None
-        if len(answers) < replica_set.quorum():
-            return None
-        return max(answers.items(), key=lambda item: (item[1].last_epoch, item[1].last_lsn))
-
     # -- stepping down -----------------------------------------------------------------------
 
     def _lost(self, error: BaseException) -> None:
-        self._step_down(f"lost its majority: {error!r}")
+        self.step_down(f"lost its majority: {error!r}")
 
-    def _step_down(self, why: str) -> None:
+    def step_down(self, why: str) -> None:
         if self.role is not Role.PRIMARY:
             return
         log.warning("shard %d: %s steps down: %s", self.core.shard_id, self.name, why)
@@ -408,6 +351,10 @@ class ReplicaAgent:
         self.shipper = None
         self.last_heard = time.monotonic()
 
+    async def hand_over(self, target: str | None) -> str:
+        """A planned switchover to `target` (or the most advanced follower): `switchover`."""
+        return await switchover.hand_over(self, target)
+
     def _caught_up(self, name: str, disk_id: str) -> None:
         """A member on a new disk has the whole log: it votes again (etcd, compare-and-swap)."""
         if name not in self._promoting:
@@ -417,23 +364,14 @@ class ReplicaAgent:
 
     async def _admit(self, name: str, disk_id: str) -> None:
         try:
-            found = await asyncio.to_thread(self._epochs.read, self.core.shard_id)
+            found = await asyncio.to_thread(self.epochs.read, self.core.shard_id)
             shipper = self.shipper
             if found is None or shipper is None or found[0].epoch != shipper.epoch:
                 return
             replica_set, text = found
             admitted = replica_set.with_disk(name, disk_id)
-            if await asyncio.to_thread(self._epochs.swap, self.core.shard_id, text, admitted):
+            if await asyncio.to_thread(self.epochs.swap, self.core.shard_id, text, admitted):
                 shipper.replica_set = admitted
                 log.warning("shard %d: %s votes again (disk %s)", self.core.shard_id, name, disk_id)
         finally:
             self._promoting.discard(name)
-
-
-SEAL_RETRY_SECONDS = 0.1
-
-
-async def _seal_later(handle: Any, epoch: int, candidate: str) -> SealAnswer | None:
-    await asyncio.sleep(SEAL_RETRY_SECONDS)
-    answer: SealAnswer | None = await answer_or_none(handle.seal.remote(epoch, candidate))
-    return answer

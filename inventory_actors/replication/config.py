@@ -18,13 +18,13 @@ class ReplicationConfig:
     heartbeat_seconds: float = 0.1
     # A follower that heard nothing from a primary for this long (plus up to `jitter`) tries
     # to take a new epoch.
-    failover_after_seconds: float = 0.8
-    failover_jitter_seconds: float = 0.3
+    failover_after_seconds: float = 0.6
+    failover_jitter_seconds: float = 0.2
     # A follower promises no other candidate for this long after it heard from the primary,
     # and the primary serves reads for `read_lease_seconds` after a majority answered a
     # message (measured from when it sent it): the rest is room for clocks that run apart.
-    seal_quiet_seconds: float = 0.6
-    read_lease_seconds: float = 0.5
+    seal_quiet_seconds: float = 0.45
+    read_lease_seconds: float = 0.35
     # A primary that cannot get a majority for a batch within this steps down.
     ack_timeout_seconds: float = 2.0
     # A candidate waits this long for a majority to promise its epoch.

@@ -4,6 +4,7 @@
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -15,12 +16,17 @@ from inventory_actors.replication.membership import ReplicaSet
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 0.2
+# Shards reach other shards' primaries only to settle carts: they look less often.
+PEER_REFRESH_SECONDS = 1.0
 
 
 class PrimaryDirectory:
     """The primaries of a replicated cluster, as etcd names them."""
 
-    def __init__(self, config: ReplicationConfig, namespace: str) -> None:
+    def __init__(
+        self, config: ReplicationConfig, namespace: str, refresh_seconds: float = REFRESH_SECONDS
+    ) -> None:
+        self._refresh_seconds = refresh_seconds
         self._epochs = EpochStore(config.etcd_url, config.cluster)
         self._namespace = namespace
         self._sets: dict[int, ReplicaSet] = {}
@@ -33,7 +39,7 @@ class PrimaryDirectory:
     def _poll(self) -> None:
         while not self._stopped.is_set():
             self.refresh()
-            self._stopped.wait(REFRESH_SECONDS)
+            self._stopped.wait(self._refresh_seconds)
 
     def refresh(self) -> None:
         try:
@@ -56,6 +62,12 @@ class PrimaryDirectory:
     def epoch(self, shard_id: int) -> int:
         found = self.replica_set(shard_id)
         return 0 if found is None else found.epoch
+
+    def replaced(self, shard_id: int) -> Callable[[], bool]:
+        """A check, for a call made now to the shard's primary, that says whether etcd has
+        named another primary since."""
+        epoch = self.epoch(shard_id)
+        return lambda: self.epoch(shard_id) != epoch
 
     def handle(self, shard_id: int) -> Any:
         """The primary's actor handle, or None when the shard has none yet."""

@@ -181,6 +181,24 @@ class ShardCore:
         while self._in_flight:
             await self._acked.wait()
 
+    def turn_away(self, refusal: ServiceError) -> None:
+        """Refuse every command from now on, those queued included (none of them ran); the
+        batch in flight, if any, still ends with its majority (`drained`)."""
+        self.refusal = refusal
+        while self._queue:
+            call, index, _, _ = self._queue.popleft()
+            call.settle(index, Outcome(refusal))
+
+    def resume(self) -> None:
+        """Take commands again after a refusal that ended (a switchover that did not happen)."""
+        self.refusal = None
+        self._wakeup.set()
+
+    async def drained(self) -> None:
+        """Return once no batch waits for its majority (after `refusal` was set, nothing new
+        starts one)."""
+        await self._no_batch_in_flight()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -523,10 +541,7 @@ class ShardCore:
         here, then in memory. Raises StorageError, and changes nothing, if the LSNs do not
         follow this log."""
         assert self.store is not None
-        if records:
-            self.store.append(records, ())
-        if idempotency:
-            self.store.put_idempotency(idempotency)
+        self.store.append_copied(records, idempotency)
         if records:
             replay_page(self.ledger, [(r.lsn, r.at_ms, r.events) for r in records])
             self.last_lsn = records[-1].lsn

@@ -375,6 +375,24 @@ class TestReplicaStoreContract:
         assert store.last_lsn() == 3
         assert store.find_idempotency(["k1", "k2"]) == {"k1": idem("k1", 1)}
 
+    def test_a_copied_batch_takes_its_idempotency_records_replacing_equal_keys(
+        self, store: ShardStore
+    ) -> None:
+        store.append([record(1)], [idem("k1", 1)])
+        store.append_copied([record(2)], [idem("k1", 1), idem("k2", 2)])
+        store.append_copied([], [idem("k3", None)])
+        assert store.last_lsn() == 2
+        found = store.find_idempotency(["k1", "k2", "k3"])
+        assert found == {"k1": idem("k1", 1), "k2": idem("k2", 2), "k3": idem("k3", None)}
+
+    def test_a_copied_batch_refused_for_its_lsns_keeps_its_keys_out_too(
+        self, store: ShardStore
+    ) -> None:
+        store.append([record(1)], [])
+        with pytest.raises(StorageError):
+            store.append_copied([record(1)], [idem("k9", 1)])
+        assert store.find_idempotency(["k9"]) == {}
+
     @pytest.mark.parametrize("lsns", [[3, 4], [4, 4], [5, 4]])
     def test_a_copied_batch_whose_lsns_do_not_follow_writes_nothing(
         self, store: ShardStore, lsns: list[int]

@@ -14,6 +14,8 @@ from typing import Any
 import ray
 
 from harness.replicated import ReplicatedCluster
+from inventory_actors.cluster.replica_sets import PrimaryHandles
+from inventory_actors.cluster.replica_status import replica_status
 from inventory_actors.cluster.wire import decode_outcomes, encode_submissions
 from inventory_actors.domain import AdjustStock
 from inventory_actors.replication.protocol import ReplicaState
@@ -46,6 +48,7 @@ class Load:
         self.ack_times: dict[int, list[tuple[float, float]]] = {s: [] for s in range(shards)}
         self.failures: dict[int, list[float]] = {s: [] for s in range(shards)}
         self.stopped = False
+        self.reads = self.failed_reads = 0
 
     async def writer(self, sku: str) -> None:
         shard_id, count = self.skus[sku], 0
@@ -65,6 +68,16 @@ class Load:
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.005)
 
+    async def reader(self) -> None:
+        """Reads every SKU of the load, again and again; counts those that fail."""
+        while not self.stopped:
+            try:
+                await self.client.get_skus_async(list(self.skus))
+                self.reads += 1
+            except ShardUnavailable:
+                self.failed_reads += 1
+            await asyncio.sleep(0.01)
+
     def first_ack_after(self, shard_id: int, moment: float) -> float | None:
         """Seconds from `moment` to the first acknowledgement of a write sent after it."""
         later = [acked for sent, acked in self.ack_times[shard_id] if sent > moment]
@@ -82,10 +95,12 @@ class Load:
 
 
 async def _with_load(
-    replicated: ReplicatedCluster, shards: int, fault: Callable[[Load], Any]
+    replicated: ReplicatedCluster, shards: int, fault: Callable[[Load], Any], read: bool = False
 ) -> tuple[Load, Any]:
     load = Load(replicated, shards)
     tasks = [asyncio.create_task(load.writer(sku)) for sku in load.skus]
+    if read:
+        tasks.append(asyncio.create_task(load.reader()))
     await asyncio.sleep(1.0)
     result = await fault(load)
     load.stopped = True
@@ -120,6 +135,19 @@ def replicas_agree(replicated: ReplicatedCluster, shard_id: int) -> dict[str, An
         handle: Any = ray.get_actor(member.name, namespace=replicated.namespace)
         found[member.name] = ray.get(handle.replica_digest.remote(), timeout=2)
     return found if len(set(found.values())) == 1 else None
+
+
+async def pruned_log(replicated: ReplicatedCluster, shard_id: int) -> int:
+    """Have the shard's primary take a snapshot and prune its log; its first LSN then."""
+    primary: Any = ray.get_actor(replicated.replica_set(shard_id).primary, replicated.namespace)
+    await primary.snapshot.remote()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        first_lsn, _ = await primary.read_feed.remote(0, 1)
+        if first_lsn > 1:
+            return int(first_lsn)
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the primary kept its whole log")
 
 
 def whole_copies(replicated: ReplicatedCluster, shard_id: int) -> int:
@@ -170,6 +198,9 @@ def node_loss(out: dict[str, Any], freeze: bool) -> None:
                 facts["zombie_answer_ok"] = answer.ok
                 facts["zombie_answer"] = repr(answer.value)
             else:
+                # The new primary no longer holds the log from its start: the replica on the
+                # new disk must copy a snapshot.
+                await pruned_log(replicated, 0)
                 replicated.add_host(victim)
                 started = time.monotonic()
                 replicated.wait_for(lambda: replica_votes(replicated, 0), 60, "full replica set")
@@ -234,7 +265,71 @@ def zombie(out: dict[str, Any], seal: bool) -> None:
         replicated.shutdown()
 
 
+def rolling_upgrade(out: dict[str, Any]) -> None:
+    """Every replica of shard 0 restarted in turn under load, followers first, then a planned
+    switchover, then the old primary: no request may fail."""
+    replicated = ReplicatedCluster.start(shards=2, hosts=3)
+    try:
+
+        async def upgrade(load: Load) -> dict[str, Any]:
+            namespace = replicated.namespace
+            before = replicated.replica_set(0)
+            followers = [m.name for m in before.members if m.name != before.primary]
+            for name in followers:
+                await restarted(replicated, name)
+            primary: Any = ray.get_actor(before.primary, namespace=namespace)
+            started = time.monotonic()
+            new_primary = await primary.hand_over.remote(None)
+            switchover_seconds = time.monotonic() - started
+            await restarted(replicated, before.primary)
+            await asyncio.sleep(1.0)
+            return {
+                "new_primary": new_primary,
+                "old_primary": before.primary,
+                "switchover_seconds": switchover_seconds,
+                "epoch_after": replicated.replica_set(0).epoch,
+            }
+
+        load, facts = asyncio.run(_with_load(replicated, 2, upgrade, read=True))
+        facts["acked"] = sum(load.acked.values())
+        facts["failed_writes"] = sum(len(times) for times in load.failures.values())
+        facts["failed_reads"] = load.failed_reads
+        facts["reads"] = load.reads
+        facts["lost"] = load.lost()
+        handles = replicated.client.shards
+        assert isinstance(handles, PrimaryHandles)
+        facts["status"] = replica_status(handles)
+        out.update(facts)
+    finally:
+        replicated.shutdown()
+
+
+async def restarted(replicated: ReplicatedCluster, name: str) -> None:
+    """Kill a replica's process (Ray starts it again, as an upgrade would) and wait until it
+    holds the primary's whole log again."""
+    handle: Any = ray.get_actor(name, namespace=replicated.namespace)
+    pid = (await handle.status.remote()).pid
+    ray.kill(handle, no_restart=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        try:
+            status = await handle.status.remote()
+            role, state, _, _ = await handle.replica_role.remote()
+        except ray.exceptions.RayError:
+            continue
+        primary = replicated.replica_set(0).primary
+        if status.pid == pid or primary == name:
+            continue
+        primary_handle: Any = ray.get_actor(primary, namespace=replicated.namespace)
+        primary_state = (await primary_handle.replica_role.remote())[1]
+        if role == "follower" and state.last_lsn >= primary_state.last_lsn - 5:
+            return
+    raise TimeoutError(f"{name} did not come back")
+
+
 SCENARIOS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "rolling-upgrade": rolling_upgrade,
     "zombie": lambda out: zombie(out, seal=True),
     "zombie-without-seal": lambda out: zombie(out, seal=False),
     "node-kill-wipe": lambda out: node_loss(out, freeze=False),

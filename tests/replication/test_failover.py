@@ -86,3 +86,25 @@ def test_without_the_seal_a_resumed_old_primary_gets_a_write_acknowledged(
     facts = scenario("zombie-without-seal", tmp_path)
     assert facts["zombie_answer_ok"] is True, facts
     assert facts["zombie_stock"] is None, facts
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS)
+def test_a_rolling_upgrade_with_a_switchover_fails_no_request(tmp_path: Path) -> None:
+    """Followers restarted first, then a planned switchover, then the old primary, while
+    writers and readers keep going: not one of their requests fails."""
+    facts = scenario("rolling-upgrade", tmp_path)
+    assert facts["new_primary"] != facts["old_primary"], facts
+    assert facts["epoch_after"] == 2, facts
+    assert facts["acked"] > 100 and facts["reads"] > 20, facts
+    assert facts["failed_writes"] == 0, facts
+    assert facts["failed_reads"] == 0, facts
+    assert facts["lost"] == {}, facts
+    # What `inventory status --json` lists: every replica, on a node of its own, caught up.
+    for shard in facts["status"]:
+        replicas = shard["replicas"]
+        assert sorted(r["role"] for r in replicas) == ["follower", "follower", "primary"], shard
+        assert len({r["node_id"] for r in replicas}) == 3, shard
+        assert len({r["file"] for r in replicas}) == 3, shard
+        assert all(r["votes"] and r["epoch"] == shard["epoch"] for r in replicas), shard
+        assert all(0 <= r["lag"] <= 50 for r in replicas), shard
+    assert facts["status"][0]["primary"] == facts["new_primary"], facts
