@@ -24,6 +24,7 @@ from harness.serve import private_serve_files, wait_ready
 from inventory_actors.cluster.client import InventoryClient
 from inventory_actors.domain import AdjustStock
 from inventory_actors.shard.protocol import Submission
+from inventory_cli.main import FAST_INGRESS_ENV
 
 BATCH_COMMANDS = 1_000
 CALLS_IN_FLIGHT_PER_SHARD = 4
@@ -165,6 +166,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # Serve's fast ingress, as `make run` has it; read when Ray starts.
+    for name, value in FAST_INGRESS_ENV.items():
+        os.environ.setdefault(name, value)
     haproxy = private_serve_files()
     replicated = ReplicatedCluster.start(shards=args.shards, hosts=3, replicas=3)
     tmp = Path(tempfile.mkdtemp(prefix="bench-replication-"))

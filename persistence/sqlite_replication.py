@@ -49,28 +49,40 @@ class SqliteReplication:
     def disk_id(self) -> str:
         return self._disk_id
 
+    # The promise and the epoch entries are read on every shipped batch: kept in memory too
+    # (this store is its file's only writer), and written through.
+    _promised: int | None = None
+    _entries: list[tuple[int, int]] | None = None
+
     def promised_epoch(self) -> int:
-        rows = self._query("SELECT value FROM replica_meta WHERE key = 'promised_epoch'", ())
-        return int(rows[0][0]) if rows else 0
+        if self._promised is None:
+            rows = self._query("SELECT value FROM replica_meta WHERE key = 'promised_epoch'", ())
+            self._promised = int(rows[0][0]) if rows else 0
+        return self._promised
 
     def promise_epoch(self, epoch: int) -> None:
+        if epoch <= self.promised_epoch():
+            return
         with self._transaction("promise_epoch") as conn:
-            row = conn.execute(
-                "SELECT value FROM replica_meta WHERE key = 'promised_epoch'"
-            ).fetchone()
-            if row is None or int(row[0]) < epoch:
-                conn.execute(
-                    "INSERT OR REPLACE INTO replica_meta VALUES ('promised_epoch', ?)",
-                    (str(epoch),),
-                )
+            conn.execute(
+                "INSERT OR REPLACE INTO replica_meta VALUES ('promised_epoch', ?)", (str(epoch),)
+            )
+        self._promised = epoch
 
     def epochs(self) -> list[tuple[int, int]]:
-        rows = self._query("SELECT epoch, start_lsn FROM epochs ORDER BY start_lsn, epoch", ())
-        return [(int(epoch), int(start_lsn)) for epoch, start_lsn in rows]
+        if self._entries is None:
+            rows = self._query("SELECT epoch, start_lsn FROM epochs ORDER BY start_lsn, epoch", ())
+            self._entries = [(int(epoch), int(start_lsn)) for epoch, start_lsn in rows]
+        return list(self._entries)
 
     def add_epoch(self, epoch: int, start_lsn: int) -> None:
-        with self._transaction("add_epoch") as conn:
-            conn.execute("INSERT OR IGNORE INTO epochs VALUES (?, ?)", (epoch, start_lsn))
+        if any(known == epoch for known, _ in self.epochs()):
+            return
+        try:
+            with self._transaction("add_epoch") as conn:
+                conn.execute("INSERT OR IGNORE INTO epochs VALUES (?, ?)", (epoch, start_lsn))
+        finally:
+            self._entries = None
 
     def put_idempotency(self, records: Sequence[IdempotencyRecord]) -> None:
         if not records:
@@ -125,6 +137,7 @@ class SqliteReplication:
             conn.execute("DELETE FROM snapshots WHERE snapshot_id <> ?", (snapshot_id,))
 
     def wipe(self) -> None:
+        self._entries = None
         with self._transaction("wipe") as conn:
             for table in ("log", "idempotency", "snapshot_chunks", "snapshots", "epochs"):
                 conn.execute(f"DELETE FROM {table}")

@@ -44,7 +44,7 @@ from inventory_actors.shard.feed_pages import Position, ShardEvents, shard_event
 from inventory_actors.shard.partitioning import PartitionMap
 from inventory_actors.shard.protocol import Outcome, ShardStatus, Submission
 from inventory_actors.shard.restock_chunk import RestockChunk
-from persistence import IdempotencyRecord, LogRecord, SqliteShardStore
+from persistence import IdempotencyRecord, SqliteShardStore
 from persistence.exports import stock_table
 from persistence.port import within_bytes
 
@@ -293,10 +293,11 @@ class ShardActor:
         primary: str,
         prev_lsn: int,
         prev_epoch: int,
-        records: list[LogRecord],
-        idempotency: list[IdempotencyRecord],
+        records: Sequence[Sequence[Any]],
+        idempotency: Sequence[Sequence[Any]],
     ) -> ShipAnswer:
-        """A batch (or, empty, a heartbeat) of the primary of `epoch`."""
+        """A batch (or, empty, a heartbeat) of the primary of `epoch`: log and idempotency
+        records as plain tuples."""
         return self._replica().on_replicate(
             epoch, primary, prev_lsn, prev_epoch, records, idempotency
         )

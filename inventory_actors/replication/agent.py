@@ -12,7 +12,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ray.exceptions import RayError
@@ -21,11 +21,16 @@ from inventory_actors.replication import copying, election, switchover
 from inventory_actors.replication.config import ReplicationConfig
 from inventory_actors.replication.epoch_store import EpochStore
 from inventory_actors.replication.membership import ReplicaSet
-from inventory_actors.replication.protocol import ReplicaState, SealAnswer, ShipAnswer
+from inventory_actors.replication.protocol import (
+    ReplicaState,
+    SealAnswer,
+    ShipAnswer,
+    as_records,
+)
 from inventory_actors.replication.shipper import Shipper
 from inventory_actors.shard.core import ShardCore
 from inventory_actors.shard.errors import NotPrimary
-from persistence import IdempotencyRecord, LogRecord, StorageError, epoch_at
+from persistence import StorageError, epoch_at
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +102,11 @@ class ReplicaAgent:
         primary: str,
         prev_lsn: int,
         prev_epoch: int,
-        records: list[LogRecord],
-        idempotency: list[IdempotencyRecord],
+        plain_records: Sequence[Sequence[Any]],
+        plain_idempotency: Sequence[Sequence[Any]],
     ) -> ShipAnswer:
+        """A batch of the primary of `epoch`, as plain tuples (`protocol.as_records`)."""
+        records, idempotency = as_records(plain_records, plain_idempotency)
         store = self.core.store
         if store is None:
             return ShipAnswer(False, self.state())

@@ -1,9 +1,24 @@
 """What replicas say to each other: answers to a shipped batch, to a seal, and pages of a log
 copied from another replica. Plain tuples: they travel through Ray."""
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
-from persistence import LogRecord
+from persistence import IdempotencyRecord, LogRecord
+
+# tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per record.
+_new = tuple.__new__
+
+
+def as_records(
+    records: Sequence[Sequence[Any]], idempotency: Sequence[Sequence[Any]]
+) -> tuple[list[LogRecord], list[IdempotencyRecord]]:
+    """Shipped batches travel as plain tuples (they pickle four times faster than named
+    ones); the records they are again."""
+    return (
+        [_new(LogRecord, record) for record in records],
+        [_new(IdempotencyRecord, record) for record in idempotency],
+    )
 
 
 class ReplicaState(NamedTuple):

@@ -112,11 +112,14 @@ class Shipper:
     ) -> "list[asyncio.Future[ShipAnswer | None]]":
         self.last_sent_monotonic = time.monotonic()
         answers: list[asyncio.Future[ShipAnswer | None]] = []
+        # Plain tuples pickle four times faster than named ones (`protocol.as_records`).
+        plain_records = [tuple(record) for record in records]
+        plain_idempotency = [tuple(record) for record in idempotency]
         for link in self._links:
             if link.outstanding >= self.config.outstanding_ships_max:
                 continue  # frozen or far behind: it copies the log by itself when it is back
             ref = link.handle.replicate.remote(
-                self.epoch, self.name, prev_lsn, prev_epoch, records, idempotency
+                self.epoch, self.name, prev_lsn, prev_epoch, plain_records, plain_idempotency
             )
             link.outstanding += 1
             answers.append(asyncio.ensure_future(self._answer(link, ref)))
