@@ -152,6 +152,7 @@ class MemoryShardStore(ShardStore):
         self.snapshots = {next(self._ids): (start_lsn, at_ms, True, list(chunks))}
 
     def wipe(self) -> None:
+        self._disk_id = uuid.uuid4().hex
         self.log.clear()
         self.idempotency.clear()
         self.snapshots.clear()

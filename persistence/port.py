@@ -118,7 +118,8 @@ class ShardStore(ABC):
     @abstractmethod
     def wipe(self) -> None:
         """Forget every log record, idempotency record, snapshot and epoch entry, durable on
-        return; the disk id and the promised epoch stay."""
+        return. The promised epoch stays; the file gets a new disk id: what it acknowledged
+        is gone, so it must not vote as the disk that did until it has copied the log again."""
 
     def read_log_matching(
         self, needle: str, until_ms: int, before_lsn: int, limit: int

@@ -138,6 +138,9 @@ class SqliteReplication:
 
     def wipe(self) -> None:
         self._entries = None
+        disk_id = uuid.uuid4().hex
         with self._transaction("wipe") as conn:
             for table in ("log", "idempotency", "snapshot_chunks", "snapshots", "epochs"):
                 conn.execute(f"DELETE FROM {table}")
+            conn.execute("INSERT OR REPLACE INTO replica_meta VALUES ('disk_id', ?)", (disk_id,))
+        self._disk_id = disk_id

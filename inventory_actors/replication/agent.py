@@ -120,6 +120,8 @@ class ReplicaAgent:
         if self.role is not Role.FOLLOWER:
             return ShipAnswer(False, self.state())
         self.last_heard = time.monotonic()
+        if self.core.installing:
+            return ShipAnswer(False, self.state())
         if self._primary_name != primary:
             self._primary_name = primary
             self._refuse()
@@ -165,9 +167,14 @@ class ReplicaAgent:
         if self._copy_task is None or self._copy_task.done():
             self._copy_task = asyncio.get_running_loop().create_task(self._copy(source))
 
+    async def _copy_from(self, source: str) -> None:
+        """Copy what this replica lacks from `source` (while it copies a whole log, shipped
+        batches are refused and no snapshot starts: `ShardCore.installing`)."""
+        self.whole_copies += await copying.copy_from(self.core, self.handle_of(source))
+
     async def _copy(self, source: str) -> None:
         try:
-            self.whole_copies += await copying.copy_from(self.core, self.handle_of(source))
+            await self._copy_from(source)
         except (RayError, StorageError, RuntimeError, ValueError) as error:
             log.warning("shard %d: copy from %s failed: %r", self.core.shard_id, source, error)
 
@@ -200,7 +207,7 @@ class ReplicaAgent:
         """A follower's own snapshots and retention: its log must not grow without end, nor
         its recovery replay all of it (a primary does this in its timers)."""
         core = self.core
-        if core.store is None:
+        if core.store is None or core.installing:
             return
         core.snapshots.maybe_start(core.clock_ms())
         core.timers.prune_storage()
@@ -306,7 +313,9 @@ class ReplicaAgent:
             best_name, best = sealed
             mine = self.state()
             if (best.last_epoch, best.last_lsn) > (mine.last_epoch, mine.last_lsn):
-                self.whole_copies += await copying.copy_from(self.core, self.handle_of(best_name))
+                await self._copy_from(best_name)
+                if not replica_set.votes(self.name, self.state().disk_id):
+                    raise RuntimeError("its log had to be copied whole: it votes no more")
         except (RayError, StorageError, RuntimeError, ValueError) as error:
             log.warning("shard %d: promotion failed: %r", self.core.shard_id, error)
             self._become_follower()

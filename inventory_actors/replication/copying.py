@@ -45,28 +45,54 @@ def export_snapshot(core: ShardCore) -> SnapshotCopy | None:
 
 async def copy_from(core: ShardCore, source: Any) -> int:
     """Make this replica's disk and memory hold `source`'s log: its tail if this log is a
-    prefix of that one, else everything from its newest snapshot. Returns how many times it
-    copied everything. Raises on failure (the caller tries again later); whatever was copied
-    is durable and consistent."""
+    prefix of that one, else everything from its newest snapshot (a whole copy). Returns how
+    many whole copies it took. Raises on failure (the caller tries again later); whatever was
+    copied is durable and consistent. Nothing else may write to the store meanwhile."""
+    try:
+        return await _copy(core, source)
+    except BaseException:
+        if core.installing and core.store is not None:
+            # A whole copy cut short: a snapshot without the log it needs is no state.
+            core.store.wipe()
+            core.rebuild()
+        raise
+    finally:
+        core.installing = False
+
+
+async def _copy(core: ShardCore, source: Any) -> int:
     since_ms = core.log_time_ms
-    whole = 0
+    whole, installing = 0, False
     while True:
         store = core.store
         assert store is not None
-        last_lsn = core.last_lsn
+        last_lsn = store.last_lsn() if installing else core.last_lsn
         page: TailPage | None = await source.read_tail.remote(
             last_lsn, epoch_at(store.epochs(), last_lsn), TAIL_PAGE_RECORDS
         )
         if page is None:
+            if installing:
+                raise RuntimeError(f"shard {core.shard_id}: the source pruned during a copy")
+            core.installing = installing = True
             await _install(core, source)
             since_ms, whole = 0, whole + 1
             continue
         for epoch, start_lsn in page.epochs:
             store.add_epoch(epoch, start_lsn)
-        if page.records:
-            core.apply_copied(page.records, [])
+        if page.records and installing:
+            # To disk only: memory is rebuilt from the snapshot and the whole log after it,
+            # which a snapshot taken while its shard kept writing needs to be consistent.
+            store.append_copied(page.records)
+        elif page.records:
+            # Shipped batches may have landed meanwhile: take only what follows this log.
+            fresh = [record for record in page.records if record.lsn > core.last_lsn]
+            if fresh and fresh[0].lsn != core.last_lsn + 1:
+                continue
+            core.apply_copied(fresh, [])
         await _copy_idempotency(core, source, since_ms)
         if not page.records:
+            if installing and not core.rebuild():
+                raise RuntimeError(f"shard {core.shard_id}: could not rebuild after a copy")
             return whole
         since_ms = page.records[-1].at_ms
 
@@ -83,6 +109,8 @@ async def _copy_idempotency(core: ShardCore, source: Any, since_ms: int) -> None
 
 
 async def _install(core: ShardCore, source: Any) -> None:
+    """Empty this replica's file (it takes a new disk id: it votes again only once caught up)
+    and install `source`'s newest snapshot; the log after it is copied next."""
     copy: SnapshotCopy | None = await source.export_snapshot.remote()
     store = core.store
     assert store is not None
@@ -94,5 +122,3 @@ async def _install(core: ShardCore, source: Any) -> None:
         store.install_snapshot(copy.start_lsn, copy.at_ms, copy.chunks)
         for epoch, start_lsn in copy.epochs:
             store.add_epoch(epoch, start_lsn)
-    if not core.rebuild():
-        raise RuntimeError(f"shard {core.shard_id}: could not rebuild after a copy")

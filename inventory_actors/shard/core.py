@@ -137,6 +137,8 @@ class ShardCore:
         # A batch written here but not yet on a majority: reads wait for it (`settled`).
         self._in_flight = False
         self._acked = asyncio.Event()
+        # A follower copying another replica's whole log: nothing else may write meanwhile.
+        self.installing = False
         self._recover_now()
 
     # -- life cycle ------------------------------------------------------------------------

@@ -456,7 +456,7 @@ class TestReplicaStoreContract:
         assert list(store.read_snapshot_chunks(snapshot.snapshot_id)) == [("skus", "[new]")]
         assert _chunks_or_nothing(store, old) == []
 
-    def test_wiping_forgets_the_data_and_keeps_the_disk_id_and_promise(
+    def test_wiping_forgets_the_data_keeps_the_promise_and_takes_a_new_disk_id(
         self, backend: Backend
     ) -> None:
         store = backend()
@@ -477,7 +477,9 @@ class TestReplicaStoreContract:
         assert _chunks_or_nothing(again, snapshot_id) == []
         assert again.epochs() == []
         assert again.promised_epoch() == 3
-        assert again.disk_id() == disk_id
+        # What this disk acknowledged is gone: it is another disk now, for the votes.
+        assert again.disk_id() != disk_id
+        assert again.disk_id() == store.disk_id()
 
     def test_a_wiped_store_takes_a_copy_of_another_replica(self, store: ShardStore) -> None:
         store.append([record(1), record(2)], [idem("k1", 1)])
