@@ -11,7 +11,6 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from inventory_actors.domain import (
     Command,
@@ -48,7 +47,8 @@ from inventory_actors.shard.protocol import (
     fingerprint_of,
     is_valid_idempotency_key,
 )
-from inventory_actors.shard.recovery import recover_ledger, replay_page
+from inventory_actors.shard.recovery import recover_ledger
+from inventory_actors.shard.replica_roles import ReplicaRoles
 from inventory_actors.shard.settlement import PeerCall, Settler
 from inventory_actors.shard.snapshots import Snapshotter
 from inventory_actors.shard.timers import Timers
@@ -58,22 +58,6 @@ log = logging.getLogger(__name__)
 
 # How many restock rows cost as much to replay as one ordinary log record.
 RESTOCK_ROWS_PER_RECORD = 5
-
-
-class BatchShipper(Protocol):
-    """Replication of a primary's batches (`inventory_actors.replication`): `ship` starts
-    sending a batch to the followers and returns what completes once a majority of the replica
-    set has it on disk, or raises if that can no longer happen."""
-
-    def ship(
-        self, records: list[LogRecord], idempotency: list[IdempotencyRecord]
-    ) -> Awaitable[None]: ...
-
-    async def lease(self) -> None:
-        """Return once reads may be served (no other primary can exist), or raise."""
-
-    def lost(self, error: BaseException) -> None:
-        """The batch in flight failed: this replica stops being the primary."""
 
 
 # tuple.__new__ skips the Python-level __new__ of a named tuple, for values built per command.
@@ -93,7 +77,7 @@ def _last_logged_ms(store: ShardStore, last_lsn: int) -> int:
     return 0 if snapshot is None else snapshot.at_ms
 
 
-class ShardCore:
+class ShardCore(ReplicaRoles):
     """Serializes every change of one shard's SKUs and makes it durable before answering."""
 
     def __init__(
@@ -130,14 +114,10 @@ class ShardCore:
         self.snapshots = Snapshotter(self)
         self.settler = None if peers is None else Settler(self, peers)
         self.timers = Timers(self)
-        # Replicated shards only: the follower shipping of each batch, and while this replica
-        # is not the primary, the refusal every command and read gets.
-        self.shipper: BatchShipper | None = None
-        self.refusal: ServiceError | None = None
-        # A batch written here but not yet on a majority: reads wait for it (`settled`).
+        self.shipper = None
+        self.refusal = None
         self._in_flight = False
         self._acked = asyncio.Event()
-        # A follower copying another replica's whole log: nothing else may write meanwhile.
         self.installing = False
         self._recover_now()
 
@@ -164,42 +144,6 @@ class ShardCore:
         while self._queue:
             call, index, _, _ = self._queue.popleft()
             call.settle(index, Outcome(refusal))
-
-    async def settled(self) -> None:
-        """Return once no batch is waiting for its majority: memory then holds only what is
-        acknowledged (a replicated primary), so a read after this sees no other state; and a
-        replicated primary holds its read lease (no newer primary can exist)."""
-        await self._no_batch_in_flight()
-        shipper = self.shipper
-        if shipper is not None:
-            try:
-                await shipper.lease()
-            except Exception as error:
-                raise ShardUnavailable(self.shard_id, f"no read lease: {error!r}") from None
-            # The lease may have been renewed across another batch: wait for it too.
-            await self._no_batch_in_flight()
-
-    async def _no_batch_in_flight(self) -> None:
-        while self._in_flight:
-            await self._acked.wait()
-
-    def turn_away(self, refusal: ServiceError) -> None:
-        """Refuse every command from now on, those queued included (none of them ran); the
-        batch in flight, if any, still ends with its majority (`drained`)."""
-        self.refusal = refusal
-        while self._queue:
-            call, index, _, _ = self._queue.popleft()
-            call.settle(index, Outcome(refusal))
-
-    def resume(self) -> None:
-        """Take commands again after a refusal that ended (a switchover that did not happen)."""
-        self.refusal = None
-        self._wakeup.set()
-
-    async def drained(self) -> None:
-        """Return once no batch waits for its majority (after `refusal` was set, nothing new
-        starts one)."""
-        await self._no_batch_in_flight()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -408,37 +352,6 @@ class ShardCore:
             call.settle(index, outcome)
         return None
 
-    async def _settle_when_acked(
-        self, batch: list[Entry], outcomes: list[Outcome], ack: Awaitable[None]
-    ) -> None:
-        """Answer a replicated batch once a majority has it. If that fails the outcome is
-        unknown (a new primary may or may not adopt it) and this replica steps down."""
-        try:
-            await ack
-        except asyncio.CancelledError:
-            # The replica stopped serving while the batch waited: nobody may wait forever.
-            self._in_flight = False
-            self._acked.set()
-            unknown = ShardUnavailable(self.shard_id, "stopped serving; outcome unknown")
-            for call, index, _, _ in batch:
-                call.settle(index, Outcome(unknown))
-            raise
-        except Exception as error:
-            self._in_flight = False
-            self._acked.set()
-            unknown = ShardUnavailable(
-                self.shard_id, f"replication failed; outcome unknown: {error}"
-            )
-            for call, index, _, _ in batch:
-                call.settle(index, Outcome(unknown))
-            assert self.shipper is not None
-            self.shipper.lost(error)
-            return
-        self._in_flight = False
-        self._acked.set()
-        for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
-            call.settle(index, outcome)
-
     def _expire_due(self, now_ms: int, lsn: int, records: list[LogRecord]) -> int:
         """Expire, as commands of the batch being written, every hold and reservation due by
         `now_ms` (the timer would within its tick). Returns the batch's last LSN."""
@@ -512,50 +425,6 @@ class ShardCore:
         while not self._recover_now():
             await asyncio.sleep(self.config.recovery_retry_seconds)
         self._wakeup.set()
-
-    # -- replica roles (`inventory_actors.replication`) -----------------------------------
-
-    def lead(self, shipper: BatchShipper) -> None:
-        """Serve as the primary: every batch is shipped by `shipper` and answered once a
-        majority has it. Memory holds exactly the disk, which the seal made the longest log."""
-        self.ledger.replaying = False
-        self.ledger.rebuild_indexes()
-        self.shipper, self.refusal = shipper, None
-        self.snapshots.reset(records_since=self.snapshots.records_since, now_ms=self.clock_ms())
-        self.start()
-
-    def follow(self, refusal: ServiceError) -> bool:
-        """Stop serving (a follower): refuse everything with `refusal`, and rebuild memory from
-        disk if this replica was the primary (memory may hold a batch no majority took)."""
-        was_leading = self.shipper is not None
-        self.refusal, self.shipper = refusal, None
-        self.halt()
-        self._in_flight = False
-        self._acked.set()
-        rebuilt = self._recover_now() if was_leading else True
-        self.ledger.replaying = True
-        return rebuilt
-
-    def apply_copied(
-        self, records: Sequence[LogRecord], idempotency: Sequence[IdempotencyRecord]
-    ) -> None:
-        """A follower's write: records and idempotency records another replica wrote, durable
-        here, then in memory. Raises StorageError, and changes nothing, if the LSNs do not
-        follow this log."""
-        assert self.store is not None
-        self.store.append_copied(records, idempotency)
-        if records:
-            replay_page(self.ledger, [(r.lsn, r.at_ms, r.events) for r in records])
-            self.last_lsn = records[-1].lsn
-            self._log_time_ms = max(self._log_time_ms, records[-1].at_ms)
-            self.snapshots.records_since += len(records)
-
-    def rebuild(self) -> bool:
-        """Rebuild memory from disk (after the disk was filled from another replica)."""
-        rebuilt = self._recover_now()
-        if self.shipper is None:
-            self.ledger.replaying = True
-        return rebuilt
 
     async def run_command(self, command: Command) -> Outcome:
         outcomes = await self.submit([Submission(command)])
