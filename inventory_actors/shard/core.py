@@ -141,9 +141,13 @@ class ShardCore(ReplicaRoles):
         self._tasks.clear()
         self.snapshots.abort()
         refusal = self.refusal or ShardUnavailable(self.shard_id, "shard is not serving")
+        self._answer_queued(Outcome(refusal))
+
+    def _answer_queued(self, outcome: Outcome) -> None:
+        """Answer every queued command, none of which ran, with `outcome`."""
         while self._queue:
             call, index, _, _ = self._queue.popleft()
-            call.settle(index, Outcome(refusal))
+            call.settle(index, outcome)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -415,10 +419,7 @@ class ShardCore(ReplicaRoles):
         self.snapshots.abort()
         if rebuild and not self._recover_now():
             # Nobody waits on a shard that cannot open its file: answer the queue at once.
-            down = Outcome(ShardUnavailable(self.shard_id, "shard is recovering"))
-            while self._queue:
-                call, index, _, _ = self._queue.popleft()
-                call.settle(index, down)
+            self._answer_queued(Outcome(ShardUnavailable(self.shard_id, "shard is recovering")))
             self._tasks.append(asyncio.get_running_loop().create_task(self._recovery_loop()))
 
     async def _recovery_loop(self) -> None:

@@ -65,6 +65,9 @@ class ReplicaRoles:
     def _recover_now(self) -> bool:
         raise NotImplementedError
 
+    def _answer_queued(self, outcome: Outcome) -> None:
+        raise NotImplementedError
+
     async def settled(self) -> None:
         """Return once no batch is waiting for its majority: memory then holds only what is
         acknowledged (a replicated primary), so a read after this sees no other state; and a
@@ -87,9 +90,7 @@ class ReplicaRoles:
         """Refuse every command from now on, those queued included (none of them ran); the
         batch in flight, if any, still ends with its majority (`drained`)."""
         self.refusal = refusal
-        while self._queue:
-            call, index, _, _ = self._queue.popleft()
-            call.settle(index, Outcome(refusal))
+        self._answer_queued(Outcome(refusal))
 
     def resume(self) -> None:
         """Take commands again after a refusal that ended (a switchover that did not happen)."""
@@ -108,29 +109,27 @@ class ReplicaRoles:
         unknown (a new primary may or may not adopt it) and this replica steps down."""
         try:
             await ack
-        except asyncio.CancelledError:
-            # The replica stopped serving while the batch waited: nobody may wait forever.
-            self._in_flight = False
-            self._acked.set()
-            unknown = ShardUnavailable(self.shard_id, "stopped serving; outcome unknown")
+        except (asyncio.CancelledError, Exception) as error:
+            # A replica that stopped serving while the batch waited (cancelled) or lost its
+            # majority: nobody may wait forever, and what happened to the batch is unknown.
+            stopped = isinstance(error, asyncio.CancelledError)
+            detail = "stopped serving" if stopped else f"replication failed; {error}"
+            self._end_in_flight()
+            unknown = Outcome(ShardUnavailable(self.shard_id, f"{detail}; outcome unknown"))
             for call, index, _, _ in batch:
-                call.settle(index, Outcome(unknown))
-            raise
-        except Exception as error:
-            self._in_flight = False
-            self._acked.set()
-            unknown = ShardUnavailable(
-                self.shard_id, f"replication failed; outcome unknown: {error}"
-            )
-            for call, index, _, _ in batch:
-                call.settle(index, Outcome(unknown))
+                call.settle(index, unknown)
+            if stopped:
+                raise
             assert self.shipper is not None
             self.shipper.lost(error)
             return
-        self._in_flight = False
-        self._acked.set()
+        self._end_in_flight()
         for (call, index, _, _), outcome in zip(batch, outcomes, strict=True):
             call.settle(index, outcome)
+
+    def _end_in_flight(self) -> None:
+        self._in_flight = False
+        self._acked.set()
 
     def lead(self, shipper: BatchShipper) -> None:
         """Serve as the primary: every batch is shipped by `shipper` and answered once a
@@ -147,8 +146,7 @@ class ReplicaRoles:
         was_leading = self.shipper is not None
         self.refusal, self.shipper = refusal, None
         self.halt()
-        self._in_flight = False
-        self._acked.set()
+        self._end_in_flight()
         rebuilt = self._recover_now() if was_leading else True
         self.ledger.replaying = True
         return rebuilt
